@@ -1,0 +1,1 @@
+"""Batch records and QP certification: templates, steps, results and the release queue."""

@@ -1,0 +1,1 @@
+"""Batches: models arrive with this app's issue."""

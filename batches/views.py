@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "layout/area.html",
+        {
+            "area_title": "Batches",
+            "area_description": "Batch records and QP certification: templates, steps, results and the release queue.",
+        },
+    )

@@ -1,0 +1,107 @@
+"""The base every API viewset builds on (design §6).
+
+It scopes nothing by itself — each viewset's `get_queryset()` calls its app's `visible_to`
+selector — but it gives every endpoint the same edges: problem+json errors, strict input
+(unknown or read-only fields are refused), `Idempotency-Key` replay on POST, the audit context's
+origin and reason, and a signature input shared by every signing action.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponseBase
+from rest_framework import serializers, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlsite.api import idempotency
+from controlsite.api.models import IdempotencyRecord
+from controlsite.audit import context
+from controlsite.signatures.models import SignatureMeaning
+from controlsite.signatures.services import SignatureCredentials
+
+
+class StrictSerializerMixin:
+    """Refuse fields the serializer does not accept, including read-only ones like `status`."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Expected a JSON object."]}, code="invalid_body"
+            )
+        writable = {
+            name for name, field in self.fields.items() if not field.read_only  # type: ignore[attr-defined]
+        }
+        unknown = sorted(set(data) - writable)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown or read-only field."] for name in unknown}, code="unknown_field"
+            )
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
+    pass
+
+
+class SignatureInputSerializer(StrictSerializer):
+    """The fields every signing action takes (ES-01, ES-05, ES-06, ES-09)."""
+
+    username = serializers.CharField(
+        max_length=150,
+        help_text="Your username. Every API signing is outside a continuous session, so it is "
+        "always required (21 CFR 11.200(a)(1)(ii)).",
+    )
+    password = serializers.CharField(max_length=256, trim_whitespace=False, write_only=True)
+    otp = serializers.CharField(
+        max_length=8,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        help_text="6-digit TOTP code, required where your role needs a second factor.",
+    )
+    meaning = serializers.ChoiceField(choices=SignatureMeaning.choices)
+    reason = serializers.CharField(max_length=2000)
+
+    def credentials(self) -> SignatureCredentials:
+        data = self.validated_data
+        return SignatureCredentials(
+            username=data["username"],
+            password=data["password"],
+            otp=data.get("otp", ""),
+            continuous_session=False,
+        )
+
+
+class BaseViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    """Shared edges for every API viewset."""
+
+    _idempotency: IdempotencyRecord | None = None
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        context.update_context(
+            origin=f"api {request.method} {request.path}"[:200],
+            reason=f"origin=api view={type(self).__name__} action={self.action}",
+        )
+        self._idempotency = idempotency.claim(request)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, idempotency.IdempotentReplayError):
+            return exc.response
+        return super().handle_exception(exc)
+
+    def finalize_response(
+        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record = self._idempotency
+        if record is not None and isinstance(response, Response):
+            self._idempotency = None
+            idempotency.settle(record, response)
+        return response
+
+
+class ReadOnlyBaseViewSet(viewsets.ReadOnlyModelViewSet, BaseViewSet):  # type: ignore[type-arg]
+    pass

@@ -1,0 +1,58 @@
+"""OpenAPI: problem+json on every operation, and the Idempotency-Key header on POSTs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+
+class ProblemSerializer(serializers.Serializer[Any]):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    code = serializers.CharField(help_text="Stable machine-readable error code.")
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Per-field messages.")
+
+
+_PROBLEM = OpenApiResponse(response=ProblemSerializer, description="application/problem+json")
+
+
+class AutoSchema(SpectacularAutoSchema):
+    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        method = self.method.upper()
+        codes = ["401", "403", "404"] if self._is_detail() else ["401", "403"]
+        if method in {"POST", "PUT", "PATCH", "DELETE"}:
+            codes += ["400", "409", "413", "415"]
+        if method == "GET":
+            codes += ["400"]
+        for code in codes:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    _PROBLEM, code, media_types=["application/problem+json"], direction=direction
+                )
+        return responses
+
+    def _is_detail(self) -> bool:
+        return "{" in self.path
+
+    def get_override_parameters(self) -> list[Any]:
+        params: list[Any] = list(super().get_override_parameters())
+        if self.method.upper() == "POST":
+            params.append(
+                OpenApiParameter(
+                    name="Idempotency-Key",
+                    location=OpenApiParameter.HEADER,
+                    required=False,
+                    type=str,
+                    description=(
+                        "Retry-safe POST: the same key and body replay the first response; "
+                        "the same key with a different body is 409."
+                    ),
+                )
+            )
+        return params

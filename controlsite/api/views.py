@@ -1,0 +1,96 @@
+"""Kernel API resources: the audit trail and its reviews."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlsite.accounts.roles import Capability
+from controlsite.api.base import BaseViewSet, ReadOnlyBaseViewSet
+from controlsite.api.serializers import (
+    AuditEventSerializer,
+    AuditReviewCreateSerializer,
+    AuditReviewSerializer,
+)
+from controlsite.audit.models import AuditEvent, AuditReview
+from controlsite.audit.review import audit_review_sign
+from controlsite.audit.selectors import audit_events_visible_to
+from controlsite.signatures.models import SignatureMeaning
+from controlsite.signatures.services import SignatureRefusedError
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    actor = django_filters.CharFilter(field_name="actor_username", lookup_expr="iexact")
+    record_type = django_filters.CharFilter(field_name="target_type")
+    record_id = django_filters.CharFilter(field_name="target_id")
+    event_type = django_filters.CharFilter()
+    site_code = django_filters.CharFilter()
+    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields: list[str] = []
+
+
+class AuditEventViewSet(ReadOnlyBaseViewSet):
+    """The append-only audit trail (AT-01…AT-08). Read-only; QA, QPs and inspectors."""
+
+    serializer_class = AuditEventSerializer
+    filterset_class = AuditEventFilter
+    required_capability = Capability.VIEW_AUDIT_TRAIL
+    lookup_field = "seq"
+    lookup_value_regex = r"[0-9]{1,18}"
+    ordering = "-seq"
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        return audit_events_visible_to(self.request.user)
+
+    @property
+    def paginator(self) -> Any:
+        pager = super().paginator
+        if pager is not None:
+            pager.ordering = "-seq"
+        return pager
+
+
+class AuditReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    """Signed reviews of the audit trail (AT-06)."""
+
+    serializer_class = AuditReviewSerializer
+    required_capability = Capability.VIEW_AUDIT_TRAIL
+    lookup_value_regex = r"[0-9]{1,18}"
+
+    def get_queryset(self) -> QuerySet[AuditReview]:
+        return AuditReview.objects.all()
+
+    def get_required_capability(self) -> Capability:
+        return self.required_capability
+
+    @extend_schema(
+        request=AuditReviewCreateSerializer,
+        responses={201: AuditReviewSerializer},
+        description="Review every event since the last review and sign it with the meaning "
+        "`reviewed`. The hash chain over the range is verified and recorded.",
+    )
+    def create(self, request: Request) -> Response:
+        data = AuditReviewCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        if data.validated_data["meaning"] != SignatureMeaning.REVIEWED:
+            raise SignatureRefusedError(
+                "An audit-trail review is signed with the meaning 'reviewed'.",
+                code="invalid_meaning",
+            )
+        review = audit_review_sign(
+            reviewer=request.user,  # type: ignore[arg-type]
+            credentials=data.credentials(),
+            comment=data.validated_data.get("comment", ""),
+            reason=data.validated_data["reason"],
+        )
+        return Response(AuditReviewSerializer(review).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,36 @@
+"""Names of the kernel's audit event types. Apps name theirs `<app>.<event>` the same way."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class KernelEvent(StrEnum):
+    LOGIN = "auth.login"
+    LOGOUT = "auth.logout"
+    LOGIN_FAILED = "auth.login_failed"
+    OTP_FAILED = "auth.otp_failed"
+    LOCKED = "auth.locked"
+    UNLOCKED = "auth.unlocked"
+    MFA_ENROLLED = "auth.mfa_enrolled"
+    PASSWORD_CHANGED = "auth.password_changed"
+    USER_CREATED = "access.user_created"
+    USER_CHANGED = "access.user_changed"
+    ROLE_GRANTED = "access.role_granted"
+    ROLE_REVOKED = "access.role_revoked"
+    PERMISSION_CHANGED = "access.permission_changed"
+    TOKEN_CREATED = "api.token_created"
+    TOKEN_REVOKED = "api.token_revoked"
+    SIGNATURE_APPLIED = "signature.applied"
+    SIGNATURE_AUTH_FAILED = "signature.authentication_failed"
+    SIGNATURE_REFUSED = "signature.refused"
+    AUDIT_REVIEWED = "audit.reviewed"
+
+
+# Failed authentications that count toward lockout (ES-08): logins, second factors and
+# signature re-authentication share one counter.
+FAILED_AUTHENTICATION_EVENTS = frozenset(
+    {KernelEvent.LOGIN_FAILED, KernelEvent.OTP_FAILED, KernelEvent.SIGNATURE_AUTH_FAILED}
+)
+# Events after which the failure count starts again.
+LOCKOUT_RESET_EVENTS = frozenset({KernelEvent.LOGIN, KernelEvent.LOCKED, KernelEvent.UNLOCKED})

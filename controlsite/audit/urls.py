@@ -1,0 +1,13 @@
+from django.urls import path
+
+from controlsite.audit import views
+
+app_name = "audit"
+
+urlpatterns = [
+    path("", views.event_list, name="events"),
+    path("review/", views.review_sign, name="review"),
+    path(
+        "record/<str:record_type>/<str:record_id>/", views.record_trail_view, name="record"
+    ),
+]

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from controlsite.accounts import permissions
+from controlsite.accounts.roles import Capability
+
+
+def shell(request: HttpRequest) -> dict[str, Any]:
+    """What the base layout shows: who is signed in, their roles, the version."""
+    user = getattr(request, "user", None)
+    roles = sorted(permissions.user_roles(user), key=lambda r: r.label) if user else []
+    return {
+        "app_version": settings.CONTROLSITE_VERSION,
+        "current_roles": roles,
+        "can_view_audit": bool(user) and permissions.user_can(user, Capability.VIEW_AUDIT_TRAIL),
+        "is_administrator": bool(user) and permissions.user_is_administrator(user),
+    }

@@ -1,0 +1,20 @@
+"""The kernel's models, gathered so Django finds them under the `controlsite` app."""
+
+from controlsite.accounts.models import RoleGrant, User
+from controlsite.api.models import ApiToken, IdempotencyRecord
+from controlsite.audit.models import AuditEvent, AuditReview
+from controlsite.background.models import WorkerHeartbeat
+from controlsite.base_models import TimeStampedModel
+from controlsite.signatures.models import ElectronicSignature
+
+__all__ = [
+    "ApiToken",
+    "AuditEvent",
+    "AuditReview",
+    "ElectronicSignature",
+    "IdempotencyRecord",
+    "RoleGrant",
+    "TimeStampedModel",
+    "User",
+    "WorkerHeartbeat",
+]

@@ -1,0 +1,1 @@
+"""Deviations, OOS investigations, CAPA, change control and complaints."""

@@ -1,0 +1,1 @@
+"""Deviations: models arrive with this app's issue."""

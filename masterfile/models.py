@@ -1,0 +1,1 @@
+"""Master files: models arrive with this app's issue."""

@@ -1,0 +1,1 @@
+"""Spoke sites: models arrive with this app's issue."""

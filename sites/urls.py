@@ -1,0 +1,9 @@
+from django.urls import path
+
+from sites import views
+
+app_name = "sites"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+]

@@ -1,0 +1,1 @@
+"""Training: models arrive with this app's issue."""
