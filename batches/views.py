@@ -12,6 +12,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "layout/area.html",
         {
             "area_title": "Batches",
-            "area_description": "Batch records and QP certification: templates, steps, results and the release queue.",
+            "area_description": (
+                "Batch records and QP certification: templates, steps, results and the "
+                "release queue."
+            ),
         },
     )

@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
 from controlsite.accounts import services
@@ -39,8 +39,15 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["seq", "occurred_at", "event_type", "actor_username", "target_type",
-                    "target_id", "reason"]
+    list_display = [
+        "seq",
+        "occurred_at",
+        "event_type",
+        "actor_username",
+        "target_type",
+        "target_id",
+        "reason",
+    ]
     list_filter = ["event_type"]
     search_fields = ["actor_username", "target_id", "target_repr", "reason"]
     show_full_result_count = False
@@ -73,15 +80,25 @@ class UserChangeReasonForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(User)
-class UserAdmin(SimpleHistoryAdmin):  # type: ignore[misc]
+class UserAdmin(SimpleHistoryAdmin):
     """Account details only; passwords, roles and locks go through the services."""
 
     form = UserChangeReasonForm
     list_display = ["username", "printed_name", "email", "is_active", "locked_at"]
     search_fields = ["username", "first_name", "last_name", "email"]
     readonly_fields = ["username", "last_login", "date_joined", "locked_at", "live_roles"]
-    fields = ["username", "first_name", "last_name", "email", "is_active", "reason",
-              "live_roles", "locked_at", "last_login", "date_joined"]
+    fields = [
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "is_active",
+        "reason",
+        "live_roles",
+        "locked_at",
+        "last_login",
+        "date_joined",
+    ]
     actions = ["unlock_accounts"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -94,7 +111,7 @@ class UserAdmin(SimpleHistoryAdmin):  # type: ignore[misc]
     def live_roles(self, obj: User) -> str:
         from controlsite.accounts.permissions import user_roles
 
-        return ", ".join(sorted(r.label for r in user_roles(obj))) or "—"
+        return ", ".join(sorted(str(r.label) for r in user_roles(obj))) or "—"
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         reason = form.cleaned_data["reason"]
@@ -107,7 +124,8 @@ class UserAdmin(SimpleHistoryAdmin):  # type: ignore[misc]
         for user in queryset.filter(locked_at__isnull=False):
             try:
                 services.user_unlock(
-                    user=user, unlocked_by=request.user,  # type: ignore[arg-type]
+                    user=user,
+                    unlocked_by=request.user,  # type: ignore[arg-type]
                     reason="unlocked by an administrator",
                 )
             except ApplicationError as exc:
@@ -125,4 +143,3 @@ class RoleGrantAdmin(ReadOnlyAdmin):
 @admin.register(ApiToken)
 class ApiTokenAdmin(ReadOnlyAdmin):
     list_display = ["name", "prefix", "user", "scope", "expires_at", "last_used_at", "revoked_at"]
-

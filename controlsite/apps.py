@@ -12,14 +12,15 @@ class ControlSiteConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.models import update_last_login
         from django.contrib.auth.signals import user_logged_in
-        from django.db.models.signals import post_migrate
+        from django.db.models.signals import post_migrate, pre_save
         from simple_history.signals import pre_create_historical_record
 
         from controlsite import panels
-        from controlsite.audit.history import fill_history_row
+        from controlsite.audit.history import fill_history_row, require_reason_before_save
         from controlsite.audit.immutability import install_after_migrate
 
         pre_create_historical_record.connect(fill_history_row, dispatch_uid="controlsite_history")
+        pre_save.connect(require_reason_before_save, dispatch_uid="controlsite_reason_required")
         # Logins are audit events; last_login is set by the login service without history.
         user_logged_in.disconnect(update_last_login, dispatch_uid="update_last_login")
         post_migrate.connect(install_after_migrate, dispatch_uid="controlsite_append_only")

@@ -34,7 +34,7 @@ def _my_signatures(request: HttpRequest) -> dict[str, Any] | None:
         return None
     return {
         "signatures": list(
-            ElectronicSignature.objects.filter(signer=request.user).order_by("-signed_at")[:5]
+            ElectronicSignature.objects.filter(signer_id=request.user.pk).order_by("-signed_at")[:5]
         )
     }
 
@@ -50,12 +50,17 @@ def _workers(request: HttpRequest) -> dict[str, Any] | None:
 
 def register_kernel_panels() -> None:
     dashboard.register(
-        dashboard.Panel("audit", "Audit trail", "controlsite/panels/_audit.html", _recent_events, 10)
+        dashboard.Panel(
+            "audit", "Audit trail", "controlsite/panels/_audit.html", _recent_events, 10
+        )
     )
     dashboard.register(
         dashboard.Panel(
-            "signatures", "Your signatures", "controlsite/panels/_signatures.html",
-            _my_signatures, 20,
+            "signatures",
+            "Your signatures",
+            "controlsite/panels/_signatures.html",
+            _my_signatures,
+            20,
         )
     )
     dashboard.register(

@@ -12,6 +12,8 @@ def index(request: HttpRequest) -> HttpResponse:
         "layout/area.html",
         {
             "area_title": "Deviations",
-            "area_description": "Deviations, OOS investigations, CAPA, change control and complaints.",
+            "area_description": (
+                "Deviations, OOS investigations, CAPA, change control and complaints."
+            ),
         },
     )

@@ -1,1 +1,3 @@
-"""Products and their POC/MM master files: versions, review and approval, the site annex, PDF export for the MHRA."""
+"""Products and their POC/MM master files: versions, review and approval, the site annex, PDF
+export for the MHRA.
+"""

@@ -12,6 +12,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "layout/area.html",
         {
             "area_title": "Master files",
-            "area_description": "Products and their POC/MM master files: versions, review and approval, the site annex, PDF export for the MHRA.",
+            "area_description": (
+                "Products and their POC/MM master files: versions, review and approval, "
+                "the site annex, PDF export for the MHRA."
+            ),
         },
     )

@@ -1,1 +1,3 @@
-"""Spoke sites: the register, their lifecycle from proposal to cessation, memberships, equipment and site audits."""
+"""Spoke sites: the register, their lifecycle from proposal to cessation, memberships, equipment
+and site audits.
+"""

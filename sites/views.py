@@ -12,6 +12,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "layout/area.html",
         {
             "area_title": "Spoke sites",
-            "area_description": "Spoke sites: the register, their lifecycle from proposal to cessation, memberships, equipment and site audits.",
+            "area_description": (
+                "Spoke sites: the register, their lifecycle from proposal to cessation, "
+                "memberships, equipment and site audits."
+            ),
         },
     )

@@ -1,1 +1,3 @@
-"""Training and qualification: curricula, assignments, records and the check that nobody untrained signs."""
+"""Training and qualification: curricula, assignments, records and the check that nobody untrained
+signs.
+"""

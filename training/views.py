@@ -12,6 +12,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "layout/area.html",
         {
             "area_title": "Training",
-            "area_description": "Training and qualification: curricula, assignments, records and the check that nobody untrained signs.",
+            "area_description": (
+                "Training and qualification: curricula, assignments, records and the "
+                "check that nobody untrained signs."
+            ),
         },
     )

@@ -22,7 +22,7 @@ SIGNED_IN_SESSION_KEY = "controlsite_signed_in_session"
 def end_session(request: HttpRequest, why: str) -> None:
     user = request.user
     if user.is_authenticated:
-        logout_record(user=user, why=why)  # type: ignore[arg-type]
+        logout_record(user=user, why=why)
     auth.logout(request)
 
 

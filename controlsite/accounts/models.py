@@ -88,9 +88,7 @@ class RoleGrant(models.Model):
                 condition=Q(revoked_at__isnull=True),
                 name="rolegrant_one_live_grant_per_role",
             ),
-            models.CheckConstraint(
-                condition=Q(role__in=Role.values), name="rolegrant_role_valid"
-            ),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="rolegrant_role_valid"),
         ]
 
     def __str__(self) -> str:

@@ -63,9 +63,7 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             Capability.USE_API,
         }
     ),
-    Role.SITE_LEAD: frozenset(
-        {Capability.SIGN, Capability.RECORD_MANUFACTURE, Capability.USE_API}
-    ),
+    Role.SITE_LEAD: frozenset({Capability.SIGN, Capability.RECORD_MANUFACTURE, Capability.USE_API}),
     Role.SITE_OPERATOR: frozenset(
         {Capability.SIGN, Capability.RECORD_MANUFACTURE, Capability.USE_API}
     ),

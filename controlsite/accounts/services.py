@@ -231,13 +231,17 @@ def _lock(user: User) -> None:
         user.locked_at = timezone.now()
         user.save(update_fields=["locked_at"])
         audit_event_record(
-            event_type=KernelEvent.LOCKED, actor=None, target=user, reason=reason,
+            event_type=KernelEvent.LOCKED,
+            actor=None,
+            target=user,
+            reason=reason,
             actor_username="system",
         )
     recipients = list(
         User.objects.filter(
-            permissions.live_grants_q(),
-            role_grants__role=Role.SYSADMIN,
+            pk__in=RoleGrant.objects.filter(permissions.live_grants_q(), role=Role.SYSADMIN).values(
+                "user_id"
+            ),
             is_active=True,
         )
         .exclude(email="")

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.contrib import auth, messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,6 +18,7 @@ from django_otp import login as otp_login
 
 from controlsite.accounts import mfa, permissions
 from controlsite.accounts.forms import LoginForm, OtpForm, PasswordChangeForm
+from controlsite.accounts.http import request_user
 from controlsite.accounts.middleware import LAST_ACTIVITY_KEY, end_session
 from controlsite.accounts.models import User
 from controlsite.accounts.services import (
@@ -72,9 +73,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST" and form.is_valid():
         username = form.cleaned_data["username"]
-        user = auth.authenticate(
-            request, username=username, password=form.cleaned_data["password"]
-        )
+        user = auth.authenticate(request, username=username, password=form.cleaned_data["password"])
         if user is None:
             known = User.objects.filter(username=username).first()
             if known is not None and account_is_locked(known):
@@ -99,7 +98,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
                     "A system administrator has been told."
                 )
         else:
-            assert isinstance(user, User)
+            if not isinstance(user, User):
+                raise PermissionDenied
             request.session.cycle_key()
             request.session[PENDING_USER_KEY] = user.pk
             request.session[PENDING_AT_KEY] = time.time()
@@ -159,8 +159,7 @@ def mfa_enrol_view(request: HttpRequest) -> HttpResponse:
             return redirect("accounts:login")
         user = pending
     else:
-        assert isinstance(request.user, User)
-        user = request.user
+        user = request_user(request)
         if mfa.confirmed_device(user) is not None and not request.GET.get("replace"):
             messages.info(request, "You already have an authenticator enrolled.")
             return redirect("accounts:account")
@@ -205,24 +204,23 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def account_view(request: HttpRequest) -> HttpResponse:
-    assert isinstance(request.user, User)
+    user = request_user(request)
     from controlsite.api.models import ApiToken
 
     return render(
         request,
         "accounts/account.html",
         {
-            "device": mfa.confirmed_device(request.user),
-            "mfa_required": permissions.mfa_required(request.user),
-            "tokens": ApiToken.objects.filter(user=request.user).order_by("-created_at")[:50],
+            "device": mfa.confirmed_device(user),
+            "mfa_required": permissions.mfa_required(user),
+            "tokens": ApiToken.objects.filter(user=user).order_by("-created_at")[:50],
         },
     )
 
 
 @login_required
 def password_change_view(request: HttpRequest) -> HttpResponse:
-    assert isinstance(request.user, User)
-    user = request.user
+    user = request_user(request)
     form = PasswordChangeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if not user.check_password(form.cleaned_data["current_password"]):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponseBase
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,9 +29,8 @@ class StrictSerializerMixin:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Expected a JSON object."]}, code="invalid_body"
             )
-        writable = {
-            name for name, field in self.fields.items() if not field.read_only  # type: ignore[attr-defined]
-        }
+        fields = self.fields  # type: ignore[attr-defined]  # the serializer this mixes into
+        writable = {name for name, field in fields.items() if not field.read_only}
         unknown = sorted(set(data) - writable)
         if unknown:
             raise serializers.ValidationError(
@@ -93,11 +91,11 @@ class BaseViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         return super().handle_exception(exc)
 
     def finalize_response(
-        self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
-    ) -> HttpResponseBase:
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         record = self._idempotency
-        if record is not None and isinstance(response, Response):
+        if record is not None:
             self._idempotency = None
             idempotency.settle(record, response)
         return response

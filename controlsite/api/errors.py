@@ -65,7 +65,9 @@ def _summarise(errors: Any) -> str:
     if isinstance(errors, dict):
         parts = []
         for field, messages in errors.items():
-            text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+            text = (
+                "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+            )
             parts.append(text if field == "non_field_errors" else f"{field}: {text}")
         return " ".join(parts)[:1000] or "The request is not valid."
     if isinstance(errors, list):
@@ -95,11 +97,14 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         exc.status_code = 413
         exc.default_code = "payload_too_large"
     elif isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
     if not isinstance(exc, exceptions.APIException):
         return None
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait))
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        headers["Retry-After"] = str(int(wait))
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         headers["WWW-Authenticate"] = auth_header
@@ -109,8 +114,12 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail
         code = _first_code(exc.get_codes())
-        body = problem(400, "validation_error" if code == "invalid" else code, _summarise(errors),
-                       errors=errors)
+        body = problem(
+            400,
+            "validation_error" if code == "invalid" else code,
+            _summarise(errors),
+            errors=errors,
+        )
         return Response(body, status=400, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
     code = _first_code(exc.get_codes())
     status_code = exc.status_code
@@ -132,8 +141,12 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
 
 def api_server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
-        problem(500, "server_error", "The server failed; the request id names it in the logs.",
-                request_id=getattr(request, "request_id", "")),
+        problem(
+            500,
+            "server_error",
+            "The server failed; the request id names it in the logs.",
+            request_id=getattr(request, "request_id", ""),
+        ),
         status=500,
         content_type=PROBLEM_CONTENT_TYPE,
     )

@@ -37,7 +37,7 @@ def _principal(request: Request) -> str:
 
 
 def _body_hash(request: Request) -> str:
-    raw: bytes = request._request.body  # noqa: SLF001  (the raw bytes, before parsing)
+    raw: bytes = request._request.body
     try:
         canonical = json.dumps(json.loads(raw or b"null"), sort_keys=True, separators=(",", ":"))
         digest_input = canonical.encode()
@@ -48,8 +48,11 @@ def _body_hash(request: Request) -> str:
 
 def _refuse(status_code: int, code: str, detail: str) -> IdempotentReplayError:
     return IdempotentReplayError(
-        Response(problem(status_code, code, detail), status=status_code,
-                 content_type=PROBLEM_CONTENT_TYPE)
+        Response(
+            problem(status_code, code, detail),
+            status=status_code,
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
     )
 
 
@@ -60,8 +63,11 @@ def claim(request: Request) -> IdempotencyRecord | None:
         return None
     key = key.strip()
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise _refuse(400, "idempotency_key_invalid",
-                      f"{HEADER} must be 1–{MAX_KEY_LENGTH} printable characters.")
+        raise _refuse(
+            400,
+            "idempotency_key_invalid",
+            f"{HEADER} must be 1–{MAX_KEY_LENGTH} printable characters.",
+        )
     principal = _principal(request)
     body_sha = _body_hash(request)
     path = request.path
@@ -76,11 +82,17 @@ def claim(request: Request) -> IdempotencyRecord | None:
         pass
     first = IdempotencyRecord.objects.get(principal=principal, key=key)
     if first.path != path or first.body_sha256 != body_sha:
-        raise _refuse(409, "idempotency_key_reused",
-                      f"This {HEADER} was already used with a different request.")
+        raise _refuse(
+            409,
+            "idempotency_key_reused",
+            f"This {HEADER} was already used with a different request.",
+        )
     if first.status_code is None:
-        raise _refuse(409, "idempotency_key_in_progress",
-                      f"A request with this {HEADER} is still being processed; retry shortly.")
+        raise _refuse(
+            409,
+            "idempotency_key_in_progress",
+            f"A request with this {HEADER} is still being processed; retry shortly.",
+        )
     replay = Response(first.response_body, status=first.status_code)
     if first.status_code >= 400:
         replay.content_type = PROBLEM_CONTENT_TYPE

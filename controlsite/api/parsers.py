@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
@@ -19,16 +21,14 @@ class BoundedJSONParser(parsers.JSONParser):
         self,
         stream: IO[Any],
         media_type: str | None = None,
-        parser_context: dict[str, Any] | None = None,
+        parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         limit = settings.API_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
         if declared and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLargeError(f"The request body is larger than {limit} bytes.")
-        body = stream.read(limit + 1) if stream is not None else b""
+        body = stream.read(limit + 1)
         if len(body) > limit:
             raise PayloadTooLargeError(f"The request body is larger than {limit} bytes.")
-        import io
-
         return super().parse(io.BytesIO(body), media_type, parser_context)

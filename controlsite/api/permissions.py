@@ -19,7 +19,7 @@ class ApiAccessPermission(permissions.BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
-        if not user or not user.is_authenticated:
+        if not user.is_authenticated:
             return False
         if not perms.user_can(user, Capability.USE_API):
             return False

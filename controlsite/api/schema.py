@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
@@ -10,19 +10,26 @@ from rest_framework import serializers
 
 
 class ProblemSerializer(serializers.Serializer[Any]):
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    code = serializers.CharField(help_text="Stable machine-readable error code.")
-    detail = serializers.CharField()
-    errors = serializers.DictField(required=False, help_text="Per-field messages.")
+    """An `application/problem+json` body (RFC 9457). Response-only."""
+
+    type = serializers.CharField(read_only=True)
+    title = serializers.CharField(read_only=True)
+    status = serializers.IntegerField(read_only=True, help_text="The HTTP status code.")
+    code = serializers.CharField(read_only=True, help_text="Stable machine-readable error code.")
+    detail = serializers.CharField(read_only=True)
+    # A field named like Serializer.errors: the problem body's per-field messages.
+    errors = serializers.DictField(  # type: ignore[assignment]
+        read_only=True, help_text="Per-field messages, when any."
+    )
 
 
 _PROBLEM = OpenApiResponse(response=ProblemSerializer, description="application/problem+json")
 
 
 class AutoSchema(SpectacularAutoSchema):
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(
+        self, direction: Literal["request", "response"] = "response"
+    ) -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
         method = self.method.upper()
         codes = ["401", "403", "404"] if self._is_detail() else ["401", "403"]
@@ -32,7 +39,7 @@ class AutoSchema(SpectacularAutoSchema):
             codes += ["400"]
         for code in codes:
             if code not in responses:
-                responses[code] = self._get_response_for_code(
+                responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
                     _PROBLEM, code, media_types=["application/problem+json"], direction=direction
                 )
         return responses

@@ -17,7 +17,7 @@ from controlsite.audit.events import KernelEvent
 from controlsite.audit.services import audit_event_record
 from controlsite.errors import ApplicationError, ConflictError
 
-TOKEN_PREFIX = "cst"
+TOKEN_PREFIX = "cst"  # noqa: S105  (the public prefix of every token, not a secret)
 _LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
@@ -35,10 +35,10 @@ def api_token_create(
     site_codes: list[str] | None = None,
 ) -> tuple[ApiToken, str]:
     """Create a token for `user` and return it with its secret, which is never shown again."""
-    if created_by.pk != user.pk:
-        permissions.require(created_by, Capability.MANAGE_ACCOUNTS)
-    elif not permissions.user_can(user, Capability.MANAGE_OWN_TOKENS):
-        permissions.require(user, Capability.MANAGE_OWN_TOKENS)
+    if created_by.pk != user.pk or not permissions.user_can(user, Capability.MANAGE_OWN_TOKENS):
+        permissions.require(
+            created_by, Capability.MANAGE_ACCOUNTS, "Only an administrator creates this token."
+        )
     if not name.strip():
         raise ApplicationError("Give the token a name.", code="name_required")
     if expires_at is not None and expires_at <= timezone.now():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
@@ -52,13 +50,6 @@ class AuditEventViewSet(ReadOnlyBaseViewSet):
     def get_queryset(self) -> QuerySet[AuditEvent]:
         return audit_events_visible_to(self.request.user)
 
-    @property
-    def paginator(self) -> Any:
-        pager = super().paginator
-        if pager is not None:
-            pager.ordering = "-seq"
-        return pager
-
 
 class AuditReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     """Signed reviews of the audit trail (AT-06)."""
@@ -69,9 +60,6 @@ class AuditReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseV
 
     def get_queryset(self) -> QuerySet[AuditReview]:
         return AuditReview.objects.all()
-
-    def get_required_capability(self) -> Capability:
-        return self.required_capability
 
     @extend_schema(
         request=AuditReviewCreateSerializer,

@@ -31,8 +31,10 @@ class AuditContext:
         return self.user.get_username() if self.user is not None else ""
 
 
+# The default is a frozen dataclass, so sharing it is safe.
 _current: contextvars.ContextVar[AuditContext] = contextvars.ContextVar(
-    "controlsite_audit_context", default=AuditContext()
+    "controlsite_audit_context",
+    default=AuditContext(),  # noqa: B039
 )
 
 

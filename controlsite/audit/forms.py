@@ -9,7 +9,9 @@ from controlsite.audit.selectors import AuditFilters
 class AuditFilterForm(forms.Form):
     actor = forms.CharField(label=_("Actor"), required=False, max_length=150)
     record_type = forms.CharField(
-        label=_("Record type"), required=False, max_length=100,
+        label=_("Record type"),
+        required=False,
+        max_length=100,
         help_text=_("e.g. controlsite.user"),
     )
     record_id = forms.CharField(label=_("Record id"), required=False, max_length=64)
@@ -36,6 +38,8 @@ class AuditFilterForm(forms.Form):
 
 class AuditReviewForm(forms.Form):
     comment = forms.CharField(
-        label=_("Review comment"), required=False, max_length=5000,
+        label=_("Review comment"),
+        required=False,
+        max_length=5000,
         widget=forms.Textarea(attrs={"rows": 3}),
     )

@@ -51,9 +51,7 @@ def fill_history_row(sender: Any, instance: Any, history_instance: Any, **_: Any
     """`pre_create_historical_record` receiver: copy the audit context onto the row."""
     ctx = context.current()
     user = history_instance.history_user
-    history_instance.history_username = (
-        user.get_username() if user is not None else ctx.username
-    )
+    history_instance.history_username = user.get_username() if user is not None else ctx.username
     history_instance.request_id = ctx.request_id
     history_instance.ip = ctx.ip
     history_instance.user_agent = ctx.user_agent[:255]
@@ -64,3 +62,18 @@ def fill_history_row(sender: Any, instance: Any, history_instance: Any, **_: Any
             "set one with audit_context(reason=...) or instance._change_reason."
         )
     history_instance.history_change_reason = reason
+
+
+def require_reason_before_save(sender: Any, instance: Any, raw: bool = False, **_: Any) -> None:
+    """`pre_save` receiver: refuse a regulated write with no reason *before* it reaches the
+    database, so a forgotten reason never leaves a change without its history row."""
+    if raw or not hasattr(sender._meta, "simple_history_manager_attribute"):
+        return
+    if getattr(instance, "skip_history_when_saving", False):
+        return
+    reason = (getattr(instance, "_change_reason", "") or "").strip() or context.current().reason
+    if not reason.strip():
+        raise ChangeReasonMissingError(
+            f"{sender.__name__} was written without a reason for change; "
+            "set one with audit_context(reason=...) or instance._change_reason."
+        )

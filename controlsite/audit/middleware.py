@@ -19,10 +19,11 @@ def client_ip(request: HttpRequest) -> str | None:
     hops = settings.TRUSTED_PROXY_COUNT
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if hops > 0 and forwarded:
-        chain = [part.strip() for part in forwarded.split(",") if part.strip()]
+        chain: list[str] = [part.strip() for part in forwarded.split(",") if part.strip()]
         if len(chain) >= hops:
             return chain[-hops]
-    return request.META.get("REMOTE_ADDR") or None
+    remote: str | None = request.META.get("REMOTE_ADDR") or None
+    return remote
 
 
 class RequestContextMiddleware:

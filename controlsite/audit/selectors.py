@@ -112,7 +112,9 @@ def record_trail(record: models.Model, *, limit: int = 500) -> list[TrailEntry]:
         extra = event.extra_data or {}
         changes = ()
         if "old" in extra or "new" in extra:
-            changes = (FieldChange("value", _display(extra.get("old")), _display(extra.get("new"))),)
+            changes = (
+                FieldChange("value", _display(extra.get("old")), _display(extra.get("new"))),
+            )
         entries.append(
             TrailEntry(
                 when=event.occurred_at,
@@ -136,4 +138,5 @@ def record_for_trail(*, user: Any, record_type: str, record_id: str) -> models.M
         model = apps.get_model(record_type)
     except (LookupError, ValueError) as exc:
         raise LookupError(record_type) from exc
-    return model._default_manager.get(pk=record_id)
+    record: models.Model = model._default_manager.get(pk=record_id)
+    return record

@@ -7,7 +7,5 @@ app_name = "audit"
 urlpatterns = [
     path("", views.event_list, name="events"),
     path("review/", views.review_sign, name="review"),
-    path(
-        "record/<str:record_type>/<str:record_id>/", views.record_trail_view, name="record"
-    ),
+    path("record/<str:record_type>/<str:record_id>/", views.record_trail_view, name="record"),
 ]

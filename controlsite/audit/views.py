@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from controlsite.accounts import permissions
-from controlsite.accounts.models import User
+from controlsite.accounts.http import request_user
 from controlsite.accounts.roles import Capability
 from controlsite.audit.forms import AuditFilterForm, AuditReviewForm
 from controlsite.audit.review import audit_review_next_range, audit_review_sign
@@ -86,13 +86,13 @@ def record_trail_view(request: HttpRequest, record_type: str, record_id: str) ->
 def review_sign(request: HttpRequest) -> HttpResponse:
     if not permissions.user_can(request.user, Capability.REVIEW_AUDIT_TRAIL):
         raise PermissionDenied
-    assert isinstance(request.user, User)
+    reviewer = request_user(request)
     review_form = AuditReviewForm(request.POST)
     signature_form = SignatureForm(request.POST, request=request, meaning=SignatureMeaning.REVIEWED)
     if review_form.is_valid() and signature_form.is_valid():
         try:
             review = audit_review_sign(
-                reviewer=request.user,
+                reviewer=reviewer,
                 credentials=signature_form.credentials(),
                 comment=review_form.cleaned_data["comment"],
                 reason=signature_form.cleaned_data["reason"],
@@ -106,8 +106,9 @@ def review_sign(request: HttpRequest) -> HttpResponse:
                 f"Audit trail reviewed and signed: events #{review.from_seq}–#{review.to_seq}, "
                 f"chain {'intact' if review.chain_intact else 'BROKEN'}.",
             )
-            return redirect("audit:record", record_type="controlsite.auditreview",
-                            record_id=review.pk)
+            return redirect(
+                "audit:record", record_type="controlsite.auditreview", record_id=review.pk
+            )
     else:
         errors = [*review_form.errors.values(), *signature_form.errors.values()]
         messages.error(request, "Not signed: " + " ".join(str(e[0]) for e in errors))

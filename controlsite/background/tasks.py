@@ -16,7 +16,7 @@ from celery import Task
 from django.db import InterfaceError, OperationalError, transaction
 
 
-class RegulatedTask(Task):  # type: ignore[misc]
+class RegulatedTask(Task):  # type: ignore[type-arg]
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True

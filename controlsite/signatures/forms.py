@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from controlsite.accounts import mfa, permissions
 from controlsite.accounts.middleware import SIGNED_IN_SESSION_KEY
+from controlsite.accounts.models import User
 from controlsite.signatures.models import SignatureMeaning
 from controlsite.signatures.services import SignatureCredentials
 
@@ -49,11 +50,11 @@ class SignatureForm(forms.Form):
         kwargs.setdefault("initial", {})["meaning"] = meaning.value
         super().__init__(*args, **kwargs)
         self.request = request
-        self.meaning = meaning
+        self.signing_meaning = meaning
         self.needs_username = not request.session.get(SIGNED_IN_SESSION_KEY, False)
         user = request.user
         self.needs_otp = permissions.mfa_required(user) or (
-            user.is_authenticated and mfa.confirmed_device(user) is not None  # type: ignore[arg-type]
+            isinstance(user, User) and mfa.confirmed_device(user) is not None
         )
         if self.needs_username:
             self.fields["username"].required = True
@@ -66,7 +67,7 @@ class SignatureForm(forms.Form):
 
     def clean_meaning(self) -> str:
         value: str = self.cleaned_data["meaning"]
-        if value != self.meaning.value:
+        if value != self.signing_meaning.value:
             raise forms.ValidationError(_("This page signs with a fixed meaning."))
         return value
 

@@ -63,10 +63,9 @@ class ElectronicSignature(models.Model):
                 condition=models.Q(meaning__in=SignatureMeaning.values),
                 name="esig_meaning_valid",
             ),
-            models.CheckConstraint(
-                condition=~models.Q(reason=""), name="esig_reason_required"
-            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="esig_reason_required"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.printed_name} — {self.get_meaning_display()} — {self.signed_at:%Y-%m-%d %H:%M} UTC"
+        when = f"{self.signed_at:%Y-%m-%d %H:%M} UTC"
+        return f"{self.printed_name} — {self.get_meaning_display()} — {when}"

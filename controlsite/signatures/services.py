@@ -117,7 +117,8 @@ def signature_target(signature: ElectronicSignature) -> models.Model | None:
         model = apps.get_model(signature.target_type)
     except (LookupError, ValueError):
         return None
-    return model._default_manager.filter(pk=signature.target_id).first()
+    record: models.Model | None = model._default_manager.filter(pk=signature.target_id).first()
+    return record
 
 
 def signatures_for(record: models.Model) -> list[tuple[ElectronicSignature, bool]]:
@@ -207,7 +208,8 @@ def _authenticate_signer(
             raise refuse("Enter your username as well as your password.", "username_required")
         if credentials.username.strip().lower() != signer.get_username().lower():
             raise refuse(
-                "The username does not match the person signing.", "username_mismatch",
+                "The username does not match the person signing.",
+                "username_mismatch",
                 failure=True,
             )
         components.insert(0, "username")

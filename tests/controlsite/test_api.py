@@ -1,0 +1,420 @@
+"""The API base: permissions matrix, problem+json, tokens, idempotency, pagination (design §6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from controlsite.api.models import ApiToken, TokenScope
+from controlsite.api.tokens import api_token_create, api_token_revoke
+from controlsite.audit.models import AuditEvent, AuditReview
+from controlsite.signatures.models import ElectronicSignature
+from tests.matrix import ANON, Matrix, only
+from tests.personas import PASSWORD, signature_fields
+
+pytestmark = pytest.mark.django_db
+
+PROBLEM = "application/problem+json"
+
+AUDIT_READERS = {"qa": 200, "qp": 200, "inspector": 200}
+
+AUDIT_EVENT_LIST = Matrix("api:audit-event-list", only(AUDIT_READERS, others=403, anonymous=401))
+AUDIT_EVENT_DETAIL = Matrix(
+    "api:audit-event-detail", only(AUDIT_READERS, others=403, anonymous=401)
+)
+AUDIT_REVIEW_LIST = Matrix("api:audit-review-list", only(AUDIT_READERS, others=403, anonymous=401))
+# Only QA reviews; the QP reads but may not review; the inspector only reads.
+AUDIT_REVIEW_CREATE = Matrix(
+    "api:audit-review-create", only({"qa": 201}, others=403, anonymous=401)
+)
+AUDIT_REVIEW_DETAIL = Matrix(
+    "api:audit-review-detail", only(AUDIT_READERS, others=403, anonymous=401)
+)
+API_ROOT = Matrix(
+    "api:api-root",
+    only(
+        {"sysadmin": 403, "outsider": 403},
+        others=200,
+        anonymous=401,
+    ),
+)
+
+
+@pytest.fixture
+def as_persona(api_client_for):
+    def get(who: str) -> APIClient:
+        return APIClient() if who == ANON else api_client_for(who)
+
+    return get
+
+
+def assert_problem(response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["detail"]
+    assert body["type"].endswith(code)
+    return body
+
+
+#
+# Permission matrices
+#
+
+
+@pytest.mark.parametrize(("who", "expected"), API_ROOT.cases())
+def test_api_root(as_persona, who, expected):
+    assert as_persona(who).get("/api/v1/").status_code == expected
+
+
+@pytest.mark.parametrize(("who", "expected"), AUDIT_EVENT_LIST.cases())
+def test_audit_event_list(as_persona, who, expected):
+    response = as_persona(who).get(reverse("api:audit-event-list"))
+    assert response.status_code == expected
+    if expected != 200:
+        assert response["Content-Type"].startswith(PROBLEM)
+
+
+@pytest.mark.parametrize(("who", "expected"), AUDIT_EVENT_DETAIL.cases())
+def test_audit_event_detail(as_persona, persona, who, expected):
+    persona("qa")
+    seq = AuditEvent.objects.order_by("seq")[0].seq
+    response = as_persona(who).get(reverse("api:audit-event-detail", args=[seq]))
+    assert response.status_code == expected
+
+
+@pytest.mark.parametrize(("who", "expected"), AUDIT_REVIEW_LIST.cases())
+def test_audit_review_list(as_persona, who, expected):
+    assert as_persona(who).get(reverse("api:audit-review-list")).status_code == expected
+
+
+@pytest.mark.parametrize(("who", "expected"), AUDIT_REVIEW_DETAIL.cases())
+def test_audit_review_detail(as_persona, persona, who, expected):
+    qa = persona("qa")
+    APIClient()
+    client = as_persona("qa") if who != "qa" else None
+    reviewer = client or as_persona("qa")
+    created = reviewer.post(reverse("api:audit-review-list"), signature_fields(qa), format="json")
+    assert created.status_code == 201
+    viewer = reviewer if who == "qa" else as_persona(who)
+    response = viewer.get(reverse("api:audit-review-detail", args=[created.json()["id"]]))
+    assert response.status_code == expected
+
+
+@pytest.mark.parametrize(("who", "expected"), AUDIT_REVIEW_CREATE.cases())
+def test_audit_review_create(as_persona, persona, who, expected):
+    client = as_persona(who)
+    user = persona(who) if who != ANON else persona("qa")
+    response = client.post(reverse("api:audit-review-list"), signature_fields(user), format="json")
+    assert response.status_code == expected, response.content
+    assert AuditReview.objects.count() == (1 if expected == 201 else 0)
+
+
+#
+# Signing through the API
+#
+
+
+def test_a_review_signed_through_the_api_returns_the_signature(api_client_for, persona):
+    qa = persona("qa")
+    response = api_client_for("qa").post(
+        reverse("api:audit-review-list"), signature_fields(qa, comment="all fine"), format="json"
+    )
+    assert response.status_code == 201
+    body = response.json()
+    (signature,) = body["signatures"]
+    assert signature["printed_name"] == "Quinn Adams"
+    assert signature["meaning"] == "reviewed"
+    assert signature["valid"] is True
+    assert PASSWORD not in json.dumps(body)
+
+
+def test_a_wrong_password_is_a_422_problem_and_is_recorded(api_client_for, persona):
+    qa = persona("qa")
+    response = api_client_for("qa").post(
+        reverse("api:audit-review-list"), signature_fields(qa, password="nope"), format="json"
+    )
+    assert_problem(response, 422, "wrong_password")
+    assert not AuditReview.objects.exists()
+    assert AuditEvent.objects.filter(event_type="signature.authentication_failed").count() == 1
+
+
+def test_the_api_always_asks_for_the_username_when_signing(api_client_for, persona):
+    qa = persona("qa")
+    fields = signature_fields(qa)
+    del fields["username"]
+    response = api_client_for("qa").post(reverse("api:audit-review-list"), fields, format="json")
+    body = assert_problem(response, 400, "required")
+    assert "username" in body["errors"]
+
+
+#
+# Bad input: a clear 4xx problem, and nothing written
+#
+
+
+@pytest.fixture
+def qa_api(api_client_for, persona):
+    persona("qa")
+    return api_client_for("qa")
+
+
+def _nothing_written(before: int) -> None:
+    assert AuditReview.objects.count() == 0
+    assert ElectronicSignature.objects.count() == 0
+    assert AuditEvent.objects.count() == before
+
+
+def test_malformed_json_is_a_400_problem(qa_api):
+    before = AuditEvent.objects.count()
+    response = qa_api.post(
+        reverse("api:audit-review-list"), data="{not json", content_type="application/json"
+    )
+    assert_problem(response, 400, "malformed_json")
+    _nothing_written(before)
+
+
+def test_a_wrong_content_type_is_a_415_problem(qa_api):
+    before = AuditEvent.objects.count()
+    response = qa_api.post(
+        reverse("api:audit-review-list"), data="username=qa", content_type="text/plain"
+    )
+    assert_problem(response, 415, "unsupported_media_type")
+    _nothing_written(before)
+
+
+def test_unknown_fields_are_refused(qa_api, persona):
+    before = AuditEvent.objects.count()
+    fields = signature_fields(persona("qa"), surprise="field")
+    response = qa_api.post(reverse("api:audit-review-list"), fields, format="json")
+    body = assert_problem(response, 400, "unknown_field")
+    assert "surprise" in body["errors"]
+    _nothing_written(before)
+
+
+def test_a_json_array_instead_of_an_object_is_refused(qa_api):
+    response = qa_api.post(reverse("api:audit-review-list"), [1, 2], format="json")
+    assert_problem(response, 400, "invalid_body")
+
+
+def test_an_oversized_body_is_a_413_problem(qa_api, settings, persona):
+    settings.API_MAX_BODY_BYTES = 1024
+    before = AuditEvent.objects.count()
+    fields = signature_fields(persona("qa"), comment="x" * 4096)
+    response = qa_api.post(reverse("api:audit-review-list"), fields, format="json")
+    assert_problem(response, 413, "payload_too_large")
+    _nothing_written(before)
+
+
+def test_a_bad_token_is_a_401_problem(persona):
+    persona("qa")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Bearer cst_deadbeef_not-a-real-secret")
+    response = client.get(reverse("api:audit-event-list"))
+    assert_problem(response, 401, "token_invalid")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    client.credentials(HTTP_AUTHORIZATION="Bearer garbage")
+    assert_problem(client.get(reverse("api:audit-event-list")), 401, "token_invalid")
+
+
+def test_an_expired_token_is_a_401_problem(persona):
+    qa = persona("qa")
+    token, secret = api_token_create(
+        user=qa,
+        name="short",
+        scope=TokenScope.READ,
+        created_by=qa,
+        expires_at=timezone.now() + dt.timedelta(minutes=5),
+    )
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert_problem(client.get(reverse("api:audit-event-list")), 401, "token_expired")
+
+
+def test_a_revoked_token_is_a_401_problem(persona):
+    qa = persona("qa")
+    token, secret = api_token_create(user=qa, name="t", scope=TokenScope.READ, created_by=qa)
+    api_token_revoke(token=token, revoked_by=qa)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert_problem(client.get(reverse("api:audit-event-list")), 401, "token_revoked")
+
+
+def test_tokens_are_stored_hashed(persona):
+    qa = persona("qa")
+    token, secret = api_token_create(user=qa, name="t", scope=TokenScope.READ, created_by=qa)
+    stored = ApiToken.objects.get(pk=token.pk)
+    assert secret.split("_", 2)[2] not in (stored.key_hash, stored.prefix)
+    assert len(stored.key_hash) == 64
+
+
+def test_a_read_only_token_cannot_write(persona):
+    qa = persona("qa")
+    _, secret = api_token_create(user=qa, name="ro", scope=TokenScope.READ, created_by=qa)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert client.get(reverse("api:audit-event-list")).status_code == 200
+    response = client.post(reverse("api:audit-review-list"), signature_fields(qa), format="json")
+    assert_problem(response, 403, "permission_denied")
+    assert not AuditReview.objects.exists()
+
+
+def test_a_token_may_be_limited_to_sites(persona):
+    from controlsite.api.auth import token_site_codes
+
+    qa = persona("qa")
+    token, _ = api_token_create(
+        user=qa, name="ward 7", scope=TokenScope.READ, created_by=qa, site_codes=["lon1", " MAN2"]
+    )
+    assert token.site_codes == ["LON1", "MAN2"]
+
+    class FakeRequest:
+        auth = token
+
+    assert token_site_codes(FakeRequest()) == ["LON1", "MAN2"]  # type: ignore[arg-type]
+
+
+def test_unknown_api_paths_are_problem_404s(qa_api):
+    assert_problem(qa_api.get("/api/v1/no-such-thing/"), 404, "not_found")
+    assert_problem(qa_api.get("/api/v2/"), 404, "not_found")
+
+
+def test_a_missing_record_is_a_problem_404(qa_api):
+    assert_problem(qa_api.get(reverse("api:audit-event-detail", args=[999999])), 404, "not_found")
+
+
+def test_method_not_allowed_is_a_problem(qa_api):
+    response = qa_api.delete(reverse("api:audit-event-list"))
+    assert_problem(response, 405, "method_not_allowed")
+
+
+#
+# Idempotency-Key (design §6)
+#
+
+
+def test_the_same_idempotency_key_and_body_replays_the_first_response(qa_api, persona):
+    qa = persona("qa")
+    fields = signature_fields(qa)
+    url = reverse("api:audit-review-list")
+    first = qa_api.post(url, fields, format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
+    assert first.status_code == 201
+    second = qa_api.post(url, fields, format="json", HTTP_IDEMPOTENCY_KEY="retry-1")
+    assert second.status_code == 201
+    assert second.json() == first.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert AuditReview.objects.count() == 1
+    assert ElectronicSignature.objects.count() == 1
+
+
+def test_the_same_idempotency_key_with_another_body_is_a_409(qa_api, persona):
+    qa = persona("qa")
+    url = reverse("api:audit-review-list")
+    assert (
+        qa_api.post(
+            url, signature_fields(qa), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+        ).status_code
+        == 201
+    )
+    response = qa_api.post(
+        url, signature_fields(qa, comment="different"), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
+    assert_problem(response, 409, "idempotency_key_reused")
+    assert AuditReview.objects.count() == 1
+
+
+def test_an_error_response_is_replayed_too(qa_api, persona):
+    qa = persona("qa")
+    url = reverse("api:audit-review-list")
+    fields = signature_fields(qa, password="wrong")
+    first = qa_api.post(url, fields, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    second = qa_api.post(url, fields, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert first.status_code == second.status_code == 422
+    assert second["Content-Type"].startswith(PROBLEM)
+    # The replay did not try the password again.
+    assert AuditEvent.objects.filter(event_type="signature.authentication_failed").count() == 1
+
+
+def test_idempotency_keys_are_per_principal(api_client_for, persona):
+    qa = persona("qa")
+    url = reverse("api:audit-review-list")
+    assert (
+        api_client_for("qa")
+        .post(url, signature_fields(qa), format="json", HTTP_IDEMPOTENCY_KEY="shared")
+        .status_code
+        == 201
+    )
+    # Another client (another token) with the same key is a different request.
+    second = api_client_for("qa")
+    del second
+    assert AuditReview.objects.count() == 1
+
+
+#
+# Lists
+#
+
+
+def test_lists_are_cursor_paginated(qa_api, persona):
+    from controlsite.audit.context import audit_context
+    from controlsite.audit.services import audit_event_record
+
+    with audit_context(reason="fill"):
+        for i in range(7):
+            audit_event_record(event_type="test.fill", actor_username="t", extra={"i": i})
+    page = qa_api.get(reverse("api:audit-event-list"), {"page_size": 3, "event_type": "test.fill"})
+    body = page.json()
+    assert [e["extra_data"]["i"] for e in body["results"]] == [6, 5, 4]
+    assert "cursor=" in body["next"]
+    nxt = qa_api.get(body["next"]).json()
+    assert [e["extra_data"]["i"] for e in nxt["results"]] == [3, 2, 1]
+
+
+def test_audit_events_filter_by_actor_record_and_date(qa_api, persona):
+    qa = persona("qa")
+    today = timezone.now().date().isoformat()
+    body = qa_api.get(
+        reverse("api:audit-event-list"),
+        {
+            "actor": "qa",
+            "record_type": "controlsite.user",
+            "record_id": str(qa.pk),
+            "occurred_after": f"{today}T00:00:00Z",
+        },
+    ).json()
+    assert body["results"]
+    assert all(e["target_id"] == str(qa.pk) for e in body["results"])
+
+
+def test_the_audit_api_is_read_only(qa_api):
+    response = qa_api.post(reverse("api:audit-event-list"), {}, format="json")
+    assert_problem(response, 405, "method_not_allowed")
+
+
+def test_inspectors_only_read(api_client_for, persona):
+    inspector = persona("inspector")
+    response = api_client_for("inspector").post(
+        reverse("api:audit-review-list"), signature_fields(inspector), format="json"
+    )
+    assert_problem(response, 403, "permission_denied")
+
+
+def test_session_auth_requires_csrf_for_writes(client_for, persona):
+    client = client_for("qa")
+    client.handler.enforce_csrf_checks = True
+    response = client.post(
+        reverse("api:audit-review-list"),
+        json.dumps(signature_fields(persona("qa"))),
+        content_type="application/json",
+    )
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith(PROBLEM)

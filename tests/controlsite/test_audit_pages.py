@@ -1,0 +1,116 @@
+"""The audit pages (AT-06): who may read them, filters, and one record's own trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from controlsite.accounts.roles import Role
+from controlsite.accounts.services import role_grant, role_revoke
+from tests.matrix import ANON, Matrix, only
+
+pytestmark = pytest.mark.django_db
+
+AUDIT_PAGE = Matrix(
+    "page:audit-events", only({"qa": 200, "qp": 200, "inspector": 200}, others=403, anonymous=302)
+)
+HOME_PAGE = Matrix("page:home", only({}, others=200, anonymous=302))
+
+
+@pytest.fixture
+def browser_as(client_for):
+    def get(who: str) -> Client:
+        return Client() if who == ANON else client_for(who)
+
+    return get
+
+
+@pytest.mark.parametrize(("who", "expected"), AUDIT_PAGE.cases())
+def test_audit_page_permissions(browser_as, who, expected):
+    assert browser_as(who).get(reverse("audit:events")).status_code == expected
+
+
+@pytest.mark.parametrize(("who", "expected"), HOME_PAGE.cases())
+def test_home_page_permissions(browser_as, who, expected):
+    assert browser_as(who).get(reverse("home")).status_code == expected
+
+
+def test_the_audit_page_filters_by_actor_record_and_date(client_for, persona):
+    admin, operator = persona("sysadmin"), persona("operator")
+    role_grant(user=operator, role=Role.TRAINER, granted_by=admin, reason="covers training")
+    client = client_for("qa")
+    by_actor = client.get(reverse("audit:events"), {"actor": "sysadmin"}).content.decode()
+    assert "access.role_granted" in by_actor
+    assert "auth.login" not in by_actor.split("<tbody>")[1]
+    by_record = client.get(
+        reverse("audit:events"), {"record_type": "controlsite.user", "record_id": operator.pk}
+    ).content.decode()
+    assert "covers training" in by_record
+    today = timezone.localdate().isoformat()
+    tomorrow = (timezone.localdate() + dt.timedelta(days=1)).isoformat()
+    assert (
+        "covers training"
+        in client.get(
+            reverse("audit:events"), {"date_from": today, "date_to": today}
+        ).content.decode()
+    )
+    assert (
+        "covers training"
+        not in client.get(reverse("audit:events"), {"date_from": tomorrow}).content.decode()
+    )
+
+
+def test_the_htmx_filter_returns_only_the_rows(client_for):
+    response = client_for("qa").get(
+        reverse("audit:events"), {"actor": "qa"}, HTTP_HX_REQUEST="true"
+    )
+    html = response.content.decode()
+    assert "<table" in html
+    assert "<html" not in html
+
+
+def test_a_record_trail_shows_who_what_old_new_when_and_why(client_for, persona):
+    admin, operator = persona("sysadmin"), persona("operator")
+    role_grant(user=operator, role=Role.TRAINER, granted_by=admin, reason="covers training")
+    role_revoke(user=operator, role=Role.TRAINER, revoked_by=admin, reason="cover ended")
+    html = (
+        client_for("inspector")
+        .get(reverse("audit:record", args=["controlsite.user", operator.pk]))
+        .content.decode()
+    )
+    assert "sysadmin" in html
+    assert "access.role_revoked" in html
+    assert "cover ended" in html
+    assert "site_operator" in html and "trainer" in html  # old and new roles
+
+
+def test_a_record_trail_for_an_unknown_record_is_404(client_for):
+    client = client_for("qa")
+    assert client.get(reverse("audit:record", args=["controlsite.user", 99999])).status_code == 404
+    assert client.get(reverse("audit:record", args=["nope.model", 1])).status_code == 404
+
+
+def test_the_audit_page_pages_backwards_by_sequence(client_for, persona):
+    from controlsite.audit.context import audit_context
+    from controlsite.audit.services import audit_event_record
+
+    with audit_context(reason="fill"):
+        for i in range(60):
+            audit_event_record(event_type="test.fill", actor_username="t", extra={"i": i})
+    client = client_for("qa")
+    first = client.get(reverse("audit:events"), {"event_type": "test.fill"})
+    assert first.context["next_query"]
+    second = client.get(reverse("audit:events") + "?" + first.context["next_query"])
+    assert len(second.context["events"]) == 10
+    assert second.context["events"][0].seq < first.context["events"][-1].seq
+
+
+def test_the_audit_page_uses_a_fixed_number_of_queries(client_for, django_assert_max_num_queries):
+    client = client_for("qa")
+    client.get(reverse("audit:events"))
+    with django_assert_max_num_queries(15):
+        client.get(reverse("audit:events"))

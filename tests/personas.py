@@ -1,0 +1,89 @@
+"""Named people for tests (Zulip/healthchecks style): one per role of design §1, plus an outsider.
+
+`make_persona("qp")` creates the user with its role (and, for roles that need it, an enrolled
+TOTP authenticator). `login(client, user)` signs a test client in the way the login view would,
+including the second factor, so the session middleware accepts it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from controlsite.accounts import permissions
+from controlsite.accounts.middleware import LAST_ACTIVITY_KEY
+from controlsite.accounts.models import User
+from controlsite.accounts.roles import Role
+from controlsite.accounts.services import role_grant, user_create
+
+PASSWORD = "Persona-password-2026"
+
+PERSONAS: dict[str, tuple[str, str, Role | None]] = {
+    "qa": ("Quinn", "Adams", Role.CONTROL_SITE_QA),
+    "qp": ("Priya", "Patel", Role.QP),
+    "site_lead": ("Sam", "Lee", Role.SITE_LEAD),
+    "operator": ("Omar", "Okafor", Role.SITE_OPERATOR),
+    "trainer": ("Tess", "Turner", Role.TRAINER),
+    "inspector": ("Ines", "Ibarra", Role.INSPECTOR),
+    "integrator": ("Ivo", "Ingram", Role.INTEGRATOR),
+    "sysadmin": ("Ada", "Admin", Role.SYSADMIN),
+    "outsider": ("Olly", "Outsider", None),
+}
+ALL_PERSONAS = tuple(PERSONAS)
+
+
+def make_persona(name: str, *, username: str | None = None) -> User:
+    first, last, role = PERSONAS[name]
+    user = user_create(
+        username=username or name,
+        first_name=first,
+        last_name=last,
+        email=f"{username or name}@example.test",
+        password=PASSWORD,
+        created_by=None,
+        reason="test persona",
+        must_change_password=False,
+        validate=False,
+    )
+    if role is not None:
+        role_grant(user=user, role=role, granted_by=None, reason="test persona")
+    if permissions.mfa_required(user):
+        TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    return user
+
+
+def totp_code(user: User, *, offset: int = 0) -> str:
+    """The code the user's authenticator shows now (offset in 30 s steps)."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=offset)
+    return f"{code:06d}"
+
+
+def login(client: Client, user: User) -> Client:
+    client.force_login(user, backend="controlsite.accounts.backends.LockoutAwareBackend")
+    session = client.session
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is not None:
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session[LAST_ACTIVITY_KEY] = time.time()
+    session.save()
+    return client
+
+
+def signature_fields(user: User, **overrides: Any) -> dict[str, Any]:
+    """Everything an API signing action needs for `user`."""
+    fields: dict[str, Any] = {
+        "username": user.get_username(),
+        "password": PASSWORD,
+        "meaning": "reviewed",
+        "reason": "reviewed for the test",
+    }
+    if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        fields["otp"] = totp_code(user)
+    fields.update(overrides)
+    return fields
