@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -16,9 +15,8 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from controlsite.accounts import services
 from controlsite.accounts.models import RoleGrant, User
-from controlsite.accounts.roles import Role
 from controlsite.api.models import ApiToken
-from controlsite.audit.context import audit_context
+from controlsite.audit.edges import ReasonForChangeAdminMixin
 from controlsite.audit.models import AuditEvent, AuditReview
 from controlsite.errors import ApplicationError
 from controlsite.signatures.models import ElectronicSignature
@@ -64,36 +62,26 @@ class AuditReviewAdmin(ReadOnlyAdmin):
     list_display = ["from_seq", "to_seq", "chain_intact", "created_at", "created_by"]
 
 
-class GrantRoleForm(forms.Form):
-    role = forms.ChoiceField(choices=Role.choices)
-    reason = forms.CharField(max_length=500)
-
-
-class UserChangeReasonForm(forms.ModelForm):  # type: ignore[type-arg]
-    reason = forms.CharField(
-        max_length=500, help_text="Reason for change (recorded in the audit trail)."
-    )
-
-    class Meta:
-        model = User
-        fields = ["first_name", "last_name", "email", "is_active"]
-
-
 @admin.register(User)
-class UserAdmin(SimpleHistoryAdmin):
+class UserAdmin(ReasonForChangeAdminMixin, SimpleHistoryAdmin):
     """Account details only; passwords, roles and locks go through the services."""
 
-    form = UserChangeReasonForm
     list_display = ["username", "printed_name", "email", "is_active", "locked_at"]
     search_fields = ["username", "first_name", "last_name", "email"]
-    readonly_fields = ["username", "last_login", "date_joined", "locked_at", "live_roles"]
+    readonly_fields = [
+        "username",
+        "last_login",
+        "date_joined",
+        "locked_at",
+        "live_roles",
+        "is_active",
+    ]
     fields = [
         "username",
         "first_name",
         "last_name",
         "email",
         "is_active",
-        "reason",
         "live_roles",
         "locked_at",
         "last_login",
@@ -102,7 +90,7 @@ class UserAdmin(SimpleHistoryAdmin):
     actions = ["unlock_accounts"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # accounts are created by `manage.py user_create` or the accounts service
+        return False  # accounts are created on the Accounts page, through the service
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # accounts are deactivated, never deleted
@@ -112,12 +100,6 @@ class UserAdmin(SimpleHistoryAdmin):
         from controlsite.accounts.permissions import user_roles
 
         return ", ".join(sorted(str(r.label) for r in user_roles(obj))) or "—"
-
-    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
-        reason = form.cleaned_data["reason"]
-        with audit_context(reason=reason):
-            obj._change_reason = reason  # type: ignore[attr-defined]
-            obj.save(update_fields=[f for f in form.changed_data if f != "reason"] or None)
 
     @admin.action(description="Unlock the selected accounts")
     def unlock_accounts(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

@@ -58,4 +58,12 @@ class SessionSecurityMiddleware:
             target = f"{reverse('accounts:login')}?{urlencode({'next': request.get_full_path()})}"
             return redirect(target)
         request.session[LAST_ACTIVITY_KEY] = now
+        if getattr(user, "must_change_password", False) and not _may_skip_password_change(request):
+            # ES-07: a password someone else chose is changed before anything else is done.
+            return redirect("accounts:password_change")
         return None
+
+
+def _may_skip_password_change(request: HttpRequest) -> bool:
+    allowed = (reverse("accounts:password_change"), reverse("accounts:logout"), "/static/")
+    return request.path.startswith(allowed) or request.path.startswith("/api/")

@@ -317,3 +317,49 @@ def password_change(*, user: User, new_password: str, reason: str = "password ch
         audit_event_record(
             event_type=KernelEvent.PASSWORD_CHANGED, actor=user, target=user, reason=reason
         )
+
+
+def user_set_active(*, user: User, active: bool, changed_by: User, reason: str) -> None:
+    """Deactivate a leaver (accounts are never deleted) or reactivate an account (AT-07)."""
+    _require_account_manager(changed_by)
+    if not reason.strip():
+        raise ApplicationError("A reason is required.", code="reason_required")
+    if changed_by.pk == user.pk:
+        raise PermissionRefusedError("Nobody deactivates their own account.", code="self_change")
+    with transaction.atomic(), audit_context(reason=reason):
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.is_active == active:
+            state = "active" if active else "inactive"
+            raise ConflictError(f"{user} is already {state}.", code="no_change")
+        locked.is_active = active
+        locked.save(update_fields=["is_active"])
+        audit_event_record(
+            event_type=KernelEvent.USER_CHANGED,
+            actor=changed_by,
+            target=locked,
+            extra={"field": "is_active", "old": not active, "new": active},
+            reason=reason,
+        )
+    user.is_active = active
+
+
+def user_reset_password(
+    *, user: User, temporary_password: str, reset_by: User, reason: str
+) -> None:
+    """An administrator sets a temporary password; the user must change it at once (ES-07)."""
+    _require_account_manager(reset_by)
+    if not reason.strip():
+        raise ApplicationError("A reason is required.", code="reason_required")
+    validate_password(temporary_password, user)
+    with transaction.atomic(), audit_context(reason=reason):
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked.set_password(temporary_password)
+        locked.must_change_password = True
+        locked.save(update_fields=["password", "must_change_password"])
+        audit_event_record(
+            event_type=KernelEvent.PASSWORD_CHANGED,
+            actor=reset_by,
+            target=locked,
+            extra={"by_administrator": True},
+            reason=reason,
+        )
