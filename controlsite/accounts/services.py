@@ -170,7 +170,7 @@ def account_is_locked(user: User) -> bool:
     return timezone.now() < user.locked_at + dt.timedelta(seconds=duration)
 
 
-def _failures_since_reset(user: User) -> int:
+def failed_authentications_since_reset(user: User) -> int:
     label, pk = record_label(user), str(user.pk)
     reset = (
         AuditEvent.objects.filter(
@@ -215,7 +215,7 @@ def authentication_failure_register(
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.locked_at is not None and account_is_locked(locked):
             return False
-        if _failures_since_reset(locked) >= settings.LOCKOUT_THRESHOLD:
+        if failed_authentications_since_reset(locked) >= settings.LOCKOUT_THRESHOLD:
             _lock(locked)
             user.locked_at = locked.locked_at
             return True

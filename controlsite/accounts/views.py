@@ -115,7 +115,12 @@ def login_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/login.html",
-        {"form": form, "error": error, "next": request.GET.get("next", "")},
+        {
+            "form": form,
+            "error": error,
+            "next": request.GET.get("next", ""),
+            "lockout_threshold": settings.LOCKOUT_THRESHOLD,
+        },
     )
 
 

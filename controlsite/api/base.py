@@ -62,6 +62,11 @@ class SignatureInputSerializer(StrictSerializer):
     meaning = serializers.ChoiceField(choices=SignatureMeaning.choices)
     reason = serializers.CharField(max_length=2000)
 
+    @staticmethod
+    def meaning_field(*meanings: SignatureMeaning) -> serializers.ChoiceField:
+        """The meanings one action signs with, so the OpenAPI document lists exactly those."""
+        return serializers.ChoiceField(choices=[(m.value, m.label) for m in meanings])
+
     def credentials(self) -> SignatureCredentials:
         data = self.validated_data
         return SignatureCredentials(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,9 @@ from controlsite.api.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+# Visible ASCII, no spaces: survives every proxy and log unchanged.
+KEY_PATTERN = r"^[!-~]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 
 
 class IdempotentReplayError(Exception):
@@ -61,12 +65,11 @@ def claim(request: Request) -> IdempotencyRecord | None:
     key = request.headers.get(HEADER)
     if request.method != "POST" or key is None:
         return None
-    key = key.strip()
-    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+    if not _KEY.match(key):
         raise _refuse(
             400,
             "idempotency_key_invalid",
-            f"{HEADER} must be 1–{MAX_KEY_LENGTH} printable characters.",
+            f"{HEADER} must be 1–{MAX_KEY_LENGTH} visible ASCII characters, without spaces.",
         )
     principal = _principal(request)
     body_sha = _body_hash(request)

@@ -8,6 +8,8 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from controlsite.api.idempotency import KEY_PATTERN
+
 
 class ProblemSerializer(serializers.Serializer[Any]):
     """An `application/problem+json` body (RFC 9457). Response-only."""
@@ -17,9 +19,10 @@ class ProblemSerializer(serializers.Serializer[Any]):
     status = serializers.IntegerField(read_only=True, help_text="The HTTP status code.")
     code = serializers.CharField(read_only=True, help_text="Stable machine-readable error code.")
     detail = serializers.CharField(read_only=True)
-    # A field named like Serializer.errors: the problem body's per-field messages.
+    # A field named like Serializer.errors: the problem body's per-field messages. Not read-only
+    # (read-only fields are "required" in responses) but this serializer never parses input.
     errors = serializers.DictField(  # type: ignore[assignment]
-        read_only=True, help_text="Per-field messages, when any."
+        required=False, help_text="Per-field messages, when there are any."
     )
 
 
@@ -34,9 +37,9 @@ class AutoSchema(SpectacularAutoSchema):
         method = self.method.upper()
         codes = ["401", "403", "404"] if self._is_detail() else ["401", "403"]
         if method in {"POST", "PUT", "PATCH", "DELETE"}:
-            codes += ["400", "409", "413", "415"]
+            codes += ["400", "409", "413", "415", "422"]
         if method == "GET":
-            codes += ["400"]
+            codes += ["400", "404"]  # a bad filter; an invalid or stale cursor
         for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
@@ -47,6 +50,15 @@ class AutoSchema(SpectacularAutoSchema):
     def _is_detail(self) -> bool:
         return "{" in self.path
 
+    def _get_filter_parameters(self) -> list[dict[str, Any]]:
+        # StrictFilterBackend refuses empty filter values; say so in the document.
+        params: list[dict[str, Any]] = super()._get_filter_parameters()  # type: ignore[no-untyped-call]
+        for param in params:
+            schema = param.get("schema", {})
+            if schema.get("type") == "string":
+                schema["minLength"] = 1
+        return params
+
     def get_override_parameters(self) -> list[Any]:
         params: list[Any] = list(super().get_override_parameters())
         if self.method.upper() == "POST":
@@ -55,7 +67,12 @@ class AutoSchema(SpectacularAutoSchema):
                     name="Idempotency-Key",
                     location=OpenApiParameter.HEADER,
                     required=False,
-                    type=str,
+                    type={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": KEY_PATTERN,
+                    },
                     description=(
                         "Retry-safe POST: the same key and body replay the first response; "
                         "the same key with a different body is 409."

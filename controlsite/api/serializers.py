@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from controlsite.api.base import SignatureInputSerializer
 from controlsite.audit.models import AuditEvent, AuditReview
-from controlsite.signatures.models import ElectronicSignature
+from controlsite.signatures.models import ElectronicSignature, SignatureMeaning
 
 
 class SignatureSerializer(serializers.ModelSerializer[ElectronicSignature]):
@@ -79,4 +79,5 @@ class AuditReviewSerializer(serializers.ModelSerializer[AuditReview]):
 
 
 class AuditReviewCreateSerializer(SignatureInputSerializer):
+    meaning = SignatureInputSerializer.meaning_field(SignatureMeaning.REVIEWED)
     comment = serializers.CharField(max_length=5000, required=False, allow_blank=True)

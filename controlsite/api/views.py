@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from controlsite.accounts.roles import Capability
 from controlsite.api.base import BaseViewSet, ReadOnlyBaseViewSet
+from controlsite.api.filters import AwareDateTimeFilter
 from controlsite.api.serializers import (
     AuditEventSerializer,
     AuditReviewCreateSerializer,
@@ -19,8 +20,6 @@ from controlsite.api.serializers import (
 from controlsite.audit.models import AuditEvent, AuditReview
 from controlsite.audit.review import audit_review_sign
 from controlsite.audit.selectors import audit_events_visible_to
-from controlsite.signatures.models import SignatureMeaning
-from controlsite.signatures.services import SignatureRefusedError
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -29,8 +28,8 @@ class AuditEventFilter(django_filters.FilterSet):
     record_id = django_filters.CharFilter(field_name="target_id")
     event_type = django_filters.CharFilter()
     site_code = django_filters.CharFilter()
-    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
-    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+    occurred_after = AwareDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = AwareDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
@@ -70,11 +69,6 @@ class AuditReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseV
     def create(self, request: Request) -> Response:
         data = AuditReviewCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        if data.validated_data["meaning"] != SignatureMeaning.REVIEWED:
-            raise SignatureRefusedError(
-                "An audit-trail review is signed with the meaning 'reviewed'.",
-                code="invalid_meaning",
-            )
         review = audit_review_sign(
             reviewer=request.user,  # type: ignore[arg-type]
             credentials=data.credentials(),

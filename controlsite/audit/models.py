@@ -96,6 +96,14 @@ class AuditReview(TimeStampedModel):
     def __str__(self) -> str:
         return f"Audit-trail review #{self.from_seq}–#{self.to_seq}"
 
+    def trail_facts(self) -> list[tuple[str, object]]:
+        return [
+            ("Events reviewed", f"#{self.from_seq} to #{self.to_seq} ({self.events_reviewed})"),
+            ("Hash chain", "intact" if self.chain_intact else "BROKEN at review time"),
+            ("Comment", self.comment or "—"),
+            ("Recorded", self.created_at),
+        ]
+
     def signature_content(self) -> dict[str, object]:
         return {
             "from_seq": self.from_seq,

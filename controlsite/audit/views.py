@@ -13,6 +13,7 @@ from controlsite.accounts import permissions
 from controlsite.accounts.http import request_user
 from controlsite.accounts.roles import Capability
 from controlsite.audit.forms import AuditFilterForm, AuditReviewForm
+from controlsite.audit.models import AuditEvent
 from controlsite.audit.review import audit_review_next_range, audit_review_sign
 from controlsite.audit.selectors import audit_event_list, record_for_trail, record_trail
 from controlsite.errors import ApplicationError, PermissionRefusedError
@@ -32,11 +33,15 @@ def _require_audit_reader(request: HttpRequest) -> None:
 def event_list(request: HttpRequest) -> HttpResponse:
     _require_audit_reader(request)
     form = AuditFilterForm(request.GET or None)
-    qs = audit_event_list(user=request.user, filters=form.filters())
-    before = form.cleaned_data.get("before") if form.is_valid() else None
-    if before:
-        qs = qs.filter(seq__lt=before)
-    events = list(qs[: PAGE_SIZE + 1])
+    filters_valid = not form.is_bound or form.is_valid()
+    events: list[AuditEvent] = []
+    if filters_valid:
+        # A filter that cannot be read shows no rows, never the unfiltered trail.
+        qs = audit_event_list(user=request.user, filters=form.filters())
+        before = form.cleaned_data.get("before") if form.is_bound else None
+        if before:
+            qs = qs.filter(seq__lt=before)
+        events = list(qs[: PAGE_SIZE + 1])
     has_more = len(events) > PAGE_SIZE
     events = events[:PAGE_SIZE]
     query = request.GET.copy()
@@ -46,6 +51,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     from_seq, to_seq = audit_review_next_range()
     context = {
         "form": form,
+        "filters_valid": filters_valid,
         "events": events,
         "next_query": query.urlencode() if has_more else "",
         "review_form": AuditReviewForm(),
@@ -76,6 +82,8 @@ def record_trail_view(request: HttpRequest, record_type: str, record_id: str) ->
             "record": record,
             "record_type": record_type,
             "trail": record_trail(record),
+            # A record may describe itself for this page: `trail_facts()` → [(label, value)].
+            "facts": record.trail_facts() if hasattr(record, "trail_facts") else [],
             "signatures": signatures_for(record),
         },
     )

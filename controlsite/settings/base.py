@@ -219,6 +219,8 @@ STORAGES: dict[str, dict[str, Any]] = {
         )
     },
 }
+# Outside production, serve static files straight from the source folders (no collectstatic).
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
@@ -252,7 +254,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_PAGINATION_CLASS": "controlsite.api.pagination.CursorPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "controlsite.api.filters.StrictFilterBackend",
     ],
     "DEFAULT_SCHEMA_CLASS": "controlsite.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "controlsite.api.errors.problem_exception_handler",

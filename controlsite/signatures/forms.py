@@ -51,6 +51,9 @@ class SignatureForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.request = request
         self.signing_meaning = meaning
+        # Template-friendly names (a form's fields shadow its attributes, so not `meaning`).
+        self.meaning_label = meaning.label
+        self.meaning_value = meaning.value
         self.needs_username = not request.session.get(SIGNED_IN_SESSION_KEY, False)
         user = request.user
         self.needs_otp = permissions.mfa_required(user) or (

@@ -174,9 +174,9 @@ def test_nobody_revokes_someone_elses_token(client_for, persona):
 
 
 def _superuser() -> User:
-    from controlsite.audit.context import audit_context
-
     from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from controlsite.audit.context import audit_context
 
     with audit_context(reason="test: support superuser"):
         user = User.objects.create_superuser("support", "support@example.test", PASSWORD)

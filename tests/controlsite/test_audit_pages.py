@@ -114,3 +114,30 @@ def test_the_audit_page_uses_a_fixed_number_of_queries(client_for, django_assert
     client.get(reverse("audit:events"))
     with django_assert_max_num_queries(15):
         client.get(reverse("audit:events"))
+
+
+def test_an_unreadable_filter_shows_no_rows_rather_than_the_whole_trail(client_for):
+    response = client_for("qa").get(reverse("audit:events"), {"actor": "qa", "date_from": "31/02"})
+    assert response.context["events"] == []
+    assert "Correct the filters" in response.content.decode()
+
+
+def test_a_signed_review_page_shows_the_range_and_the_chain_result(client_for, persona):
+    from controlsite.audit.review import audit_review_sign
+    from controlsite.signatures.services import SignatureCredentials
+    from tests.personas import PASSWORD
+
+    review = audit_review_sign(
+        reviewer=persona("qa"),
+        credentials=SignatureCredentials(username="qa", password=PASSWORD),
+        comment="nothing unusual",
+        reason="weekly review",
+    )
+    html = (
+        client_for("inspector")
+        .get(reverse("audit:record", args=["controlsite.auditreview", review.pk]))
+        .content.decode()
+    )
+    assert f"#{review.from_seq} to #{review.to_seq}" in html
+    assert "intact" in html
+    assert "nothing unusual" in html

@@ -103,3 +103,24 @@ def test_totp_code_refuses_a_user_without_an_authenticator(db):
         run("totp_code", "qa")
     with pytest.raises(CommandError, match="No user"):
         run("totp_code", "nobody")
+
+
+@pytest.mark.django_db
+def test_create_administrator_makes_an_audited_administrator(monkeypatch):
+    monkeypatch.setenv("CONTROLSITE_ADMIN_PASSWORD", "First-admin-password-2026")
+    call_command(
+        "create_administrator",
+        "itadmin",
+        "--first-name",
+        "Alex",
+        "--last-name",
+        "Morgan",
+        "--email",
+        "it@example.org",
+    )
+    user = User.objects.get(username="itadmin")
+    assert permissions.user_roles(user) == {Role.SYSADMIN}
+    assert user.check_password("First-admin-password-2026")
+    assert AuditEvent.objects.filter(
+        target_id=str(user.pk), event_type="access.role_granted"
+    ).exists()

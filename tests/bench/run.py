@@ -1,0 +1,160 @@
+"""Benchmarks of the audit trail's hot paths, each against a baseline measured in the same run.
+
+    DJANGO_SETTINGS_MODULE=controlsite.settings.test .venv/bin/python -m tests.bench.run [--n 2000]
+
+(`make bench` runs exactly that.) The script builds its own throwaway database — SQLite in memory,
+or `test_<name>_bench` on the PostgreSQL server that `DATABASE_URL` names — and drops it at the
+end. It prints ratios, not absolute claims: a machine's speed cancels out of
+`measured / baseline`.
+
+Cases:
+  audit append    `audit_event_record()` (chain lock, read predecessor, SHA-256, insert), one
+                  transaction per event, vs. inserting the same number of plain rows.
+  chain verify    `audit_chain_verify()` over those events vs. streaming the same rows.
+  lockout count   the failed-login count behind account lockout vs. a plain count of the same
+                  user's events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlsite.settings.test")
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def _best_of(repeats: int, fn: Callable[[], Any]) -> float:
+    return min(_timed(fn) for _ in range(repeats))
+
+
+def _run(n: int, repeats: int) -> list[tuple[str, int, float, float]]:
+    from django.db import transaction
+
+    from controlsite.accounts import services as account_services
+    from controlsite.accounts.services import user_create
+    from controlsite.audit.context import audit_context
+    from controlsite.audit.events import KernelEvent
+    from controlsite.audit.models import AuditEvent
+    from controlsite.audit.services import audit_chain_verify, audit_event_record, record_label
+    from controlsite.background.models import WorkerHeartbeat
+
+    results: list[tuple[str, int, float, float]] = []
+    with audit_context(reason="bench"):
+        # (a) Appending to the hash chain vs. plain inserts, one transaction each in both.
+        def plain_inserts() -> None:
+            for i in range(n):
+                with transaction.atomic():
+                    WorkerHeartbeat.objects.create(token=f"bench-{i}")
+
+        def chain_appends() -> None:
+            for _ in range(n):
+                with transaction.atomic():
+                    audit_event_record(event_type="bench.event", actor_username="bench")
+
+        baseline = _timed(plain_inserts)
+        measured = _timed(chain_appends)
+        results.append(("audit append (per event, own transaction)", n, baseline, measured))
+
+        # (b) Proving the chain vs. just reading the same rows.
+        def stream_rows() -> None:
+            for _ in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
+                pass
+
+        def verify_chain() -> None:
+            report = audit_chain_verify()
+            if not report.intact:
+                raise SystemExit(f"The bench chain is broken: {report.first_break}")
+
+        total = AuditEvent.objects.count()
+        baseline = _best_of(repeats, stream_rows)
+        measured = _best_of(repeats, verify_chain)
+        results.append(("audit_chain_verify() vs .iterator()", total, baseline, measured))
+
+        # (c) The lockout count among many events: failures since the last reset, in the window.
+        user = user_create(
+            username="bench-user",
+            first_name="Bench",
+            last_name="User",
+            created_by=None,
+            reason="bench",
+            validate=False,
+        )
+        for i in range(n // 10):
+            event = KernelEvent.LOGIN_FAILED if i % 4 else KernelEvent.LOGIN
+            audit_event_record(event_type=event, actor_username="bench-user", target=user)
+        label, pk = record_label(user), str(user.pk)
+        queries = 200
+
+        def plain_counts() -> None:
+            for _ in range(queries):
+                AuditEvent.objects.filter(target_type=label, target_id=pk).count()
+
+        def lockout_counts() -> None:
+            for _ in range(queries):
+                account_services.failed_authentications_since_reset(user)
+
+        baseline = _best_of(repeats, plain_counts)
+        measured = _best_of(repeats, lockout_counts)
+        results.append(("lockout failure count (per query)", queries, baseline, measured))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "2000")))
+    parser.add_argument("--repeats", type=int, default=3, help="Best-of for read cases.")
+    args = parser.parse_args(argv)
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment, teardown_test_environment
+
+    if connection.vendor != "sqlite":
+        # A name of its own, so a concurrent or reused pytest database is never touched.
+        connection.settings_dict.setdefault("TEST", {})
+        connection.settings_dict["TEST"]["NAME"] = f"test_{connection.settings_dict['NAME']}_bench"
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    try:
+        started = time.perf_counter()
+        results = _run(args.n, args.repeats)
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+        teardown_test_environment()
+
+    print(f"Control Site QMS benchmarks on {connection.vendor} ({elapsed:.1f} s)")
+    print("ratio = measured / baseline, both measured in this run; lower is better.\n")
+    header = ("case", "n", "baseline ms", "measured ms", "ratio")
+    rows = [
+        (case, str(n), f"{base:.1f}", f"{meas:.1f}", f"{meas / base:.2f}x" if base else "-")
+        for case, n, base, meas in results
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        # The case name is left-aligned, the numbers right-aligned.
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest])
+
+    print(line(header))
+    print(line(tuple("-" * w for w in widths)))
+    for row in rows:
+        print(line(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
