@@ -22,7 +22,7 @@ MANAGE := $(BIN)/python manage.py
 # `make test ARGS="-k certify -x"` passes ARGS to pytest.
 ARGS ?=
 
-.PHONY: help install demo serve totp test lint bench lock clean-demo
+.PHONY: help install demo serve totp test fuzz lint bench lock clean-demo
 
 help: ## List the targets
 	@echo "Control Site QMS"
@@ -66,6 +66,10 @@ test: $(STAMP) ## Run the test suite (DATABASE_URL / CELERY_BROKER_URL pick Post
 		echo "make test: pytest collected no tests (exit 5). Check the path or -k expression in ARGS." >&2; \
 	fi; \
 	exit $$rc
+
+fuzz: $(STAMP) ## Fuzz every API operation with fresh random inputs (FUZZ_EXAMPLES, default 300)
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/pytest -p no:playwright \
+		tests/controlsite/test_api_fuzz.py $(ARGS)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

@@ -30,7 +30,11 @@ class AwareDateTimeField(forms.DateTimeField):
             raise forms.ValidationError(
                 "Give the UTC offset, e.g. 2026-01-31T09:00:00Z.", code="naive_datetime"
             )
-        return parsed
+        try:
+            # Stored and compared in UTC; PostgreSQL refuses offsets beyond ±15:59.
+            return parsed.astimezone(dt.UTC)
+        except OverflowError as exc:
+            raise forms.ValidationError("The date-time is out of range.", code="invalid") from exc
 
 
 class AwareDateTimeFilter(django_filters.Filter):

@@ -34,3 +34,36 @@ FAILED_AUTHENTICATION_EVENTS = frozenset(
 )
 # Events after which the failure count starts again.
 LOCKOUT_RESET_EVENTS = frozenset({KernelEvent.LOGIN, KernelEvent.LOCKED, KernelEvent.UNLOCKED})
+
+
+# What people read instead of the event code. Apps add theirs with `register_event_labels()`
+# in `AppConfig.ready()`; an unknown code is shown as it is.
+_LABELS: dict[str, str] = {
+    KernelEvent.LOGIN: "Signed in",
+    KernelEvent.LOGOUT: "Signed out",
+    KernelEvent.LOGIN_FAILED: "Failed sign-in",
+    KernelEvent.OTP_FAILED: "Wrong authenticator code",
+    KernelEvent.LOCKED: "Account locked",
+    KernelEvent.UNLOCKED: "Account unlocked",
+    KernelEvent.MFA_ENROLLED: "Authenticator enrolled",
+    KernelEvent.PASSWORD_CHANGED: "Password changed",
+    KernelEvent.USER_CREATED: "Account created",
+    KernelEvent.USER_CHANGED: "Account changed",
+    KernelEvent.ROLE_GRANTED: "Role granted",
+    KernelEvent.ROLE_REVOKED: "Role revoked",
+    KernelEvent.PERMISSION_CHANGED: "Permission changed",
+    KernelEvent.TOKEN_CREATED: "API token created",
+    KernelEvent.TOKEN_REVOKED: "API token revoked",
+    KernelEvent.SIGNATURE_APPLIED: "Signed",
+    KernelEvent.SIGNATURE_AUTH_FAILED: "Signature refused: wrong credentials",
+    KernelEvent.SIGNATURE_REFUSED: "Signature refused",
+    KernelEvent.AUDIT_REVIEWED: "Audit trail reviewed",
+}
+
+
+def register_event_labels(labels: dict[str, str]) -> None:
+    _LABELS.update(labels)
+
+
+def event_label(code: str) -> str:
+    return _LABELS.get(code, code)

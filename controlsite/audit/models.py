@@ -101,7 +101,7 @@ class AuditReview(TimeStampedModel):
             ("Events reviewed", f"#{self.from_seq} to #{self.to_seq} ({self.events_reviewed})"),
             ("Hash chain", "intact" if self.chain_intact else "BROKEN at review time"),
             ("Comment", self.comment or "—"),
-            ("Recorded", self.created_at),
+            ("Recorded (UTC)", f"{self.created_at:%d %b %Y %H:%M:%S}"),
         ]
 
     def signature_content(self) -> dict[str, object]:

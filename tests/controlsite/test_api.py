@@ -418,3 +418,29 @@ def test_session_auth_requires_csrf_for_writes(client_for, persona):
     )
     assert response.status_code == 403
     assert response["Content-Type"].startswith(PROBLEM)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0503-12-04T07:52:32.327-16:44", 200),  # found by the fuzzer: a 500 on PostgreSQL
+        ("0001-01-01T00:00:00+01:00", 400),  # before year 1 in UTC
+        ("2026-01-31T09:00:00", 400),  # no offset: ambiguous
+        ("2026-01-31T09:00:00Z", 200),
+        ("yesterday", 400),
+    ],
+)
+def test_date_time_filters_take_only_unambiguous_in_range_values(qa_api, value, expected):
+    response = qa_api.get(reverse("api:audit-event-list"), {"occurred_before": value})
+    assert response.status_code == expected
+
+
+def test_an_empty_filter_value_is_refused(qa_api):
+    assert_problem(
+        qa_api.get(reverse("api:audit-event-list"), {"actor": ""}), 400, "validation_error"
+    )
+
+
+def test_a_nul_character_in_a_filter_is_a_400_not_a_crash(qa_api):
+    response = qa_api.get(reverse("api:audit-event-list"), {"actor": "q\x00a"})
+    assert response.status_code == 400

@@ -6,6 +6,7 @@ that matches the document — never a server error.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -45,7 +46,9 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    # The suite runs a fixed, reproducible sample; `make fuzz` explores with fresh random seeds.
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "25")),
+    derandomize=not os.environ.get("FUZZ_RANDOM"),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -83,7 +83,7 @@ def test_a_record_trail_shows_who_what_old_new_when_and_why(client_for, persona)
         .content.decode()
     )
     assert "sysadmin" in html
-    assert "access.role_revoked" in html
+    assert "Role revoked" in html
     assert "cover ended" in html
     assert "site_operator" in html and "trainer" in html  # old and new roles
 
