@@ -100,9 +100,12 @@ def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "subject_roles": sorted(permissions.user_roles(subject), key=lambda r: r.label),
             "grants": role_grants_of(subject),
             "locked": services.account_is_locked(subject),
-            "grant_form": RoleGrantForm(),
-            "reason_form": ReasonForm(),
-            "password_form": PasswordResetForm(),
+            # One prefix per form, so each field id on the page is unique.
+            "grant_form": RoleGrantForm(prefix="grant"),
+            "revoke_form": ReasonForm(prefix="revoke"),
+            "unlock_form": ReasonForm(prefix="unlock"),
+            "active_form": ReasonForm(prefix="deactivate" if subject.is_active else "reactivate"),
+            "password_form": PasswordResetForm(prefix="password"),
             "roles": Role.choices,
         },
     )
@@ -116,11 +119,11 @@ def user_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     subject = get_object_or_404(User, pk=pk)
     form: ReasonForm
     if action == "grant":
-        form = RoleGrantForm(request.POST)
+        form = RoleGrantForm(request.POST, prefix=action)
     elif action == "password":
-        form = PasswordResetForm(request.POST)
+        form = PasswordResetForm(request.POST, prefix=action)
     elif action in {"revoke", "unlock", "deactivate", "reactivate"}:
-        form = ReasonForm(request.POST)
+        form = ReasonForm(request.POST, prefix=action)
     else:
         raise PermissionDenied
     if not form.is_valid():
@@ -137,7 +140,7 @@ def user_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
                 expires_at=form.cleaned_data.get("expires_at"),
             )
         elif action == "revoke":
-            role = request.POST.get("role", "")
+            role = request.POST.get("revoke-role", "")
             if role not in Role.values:
                 raise ApplicationError("Choose a role to revoke.", code="invalid_role")
             services.role_revoke(user=subject, role=Role(role), revoked_by=admin, reason=reason)

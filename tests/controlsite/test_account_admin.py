@@ -81,11 +81,11 @@ def test_an_administrator_grants_and_revokes_roles_with_a_reason(client_for, per
     operator = persona("operator")
     admin = client_for("sysadmin")
     url = reverse("accounts:user_action", args=[operator.pk, "grant"])
-    admin.post(url, {"role": "trainer", "reason": "trains new starters"})
+    admin.post(url, {"grant-role": "trainer", "grant-reason": "trains new starters"})
     assert permissions.has_role(User.objects.get(pk=operator.pk), Role.TRAINER)
     admin.post(
         reverse("accounts:user_action", args=[operator.pk, "revoke"]),
-        {"role": "trainer", "reason": "no longer trains"},
+        {"revoke-role": "trainer", "revoke-reason": "no longer trains"},
     )
     assert not permissions.has_role(User.objects.get(pk=operator.pk), Role.TRAINER)
     kinds = list(
@@ -103,7 +103,9 @@ def test_a_change_without_a_reason_changes_nothing(client_for, persona):
     operator = persona("operator")
     admin = client_for("sysadmin")
     before = AuditEvent.objects.count()
-    admin.post(reverse("accounts:user_action", args=[operator.pk, "grant"]), {"role": "trainer"})
+    admin.post(
+        reverse("accounts:user_action", args=[operator.pk, "grant"]), {"grant-role": "trainer"}
+    )
     assert not permissions.has_role(User.objects.get(pk=operator.pk), Role.TRAINER)
     assert AuditEvent.objects.count() == before
 
@@ -113,7 +115,8 @@ def test_an_administrator_lifts_a_lock_from_the_account_page(client_for, persona
     for _ in range(5):
         Client().post(reverse("accounts:login"), {"username": "qa", "password": "wrong"})
     client_for("sysadmin").post(
-        reverse("accounts:user_action", args=[qa.pk, "unlock"]), {"reason": "verified by phone"}
+        reverse("accounts:user_action", args=[qa.pk, "unlock"]),
+        {"unlock-reason": "verified by phone"},
     )
     qa.refresh_from_db()
     assert qa.locked_at is None
@@ -122,7 +125,8 @@ def test_an_administrator_lifts_a_lock_from_the_account_page(client_for, persona
 def test_a_deactivated_user_cannot_sign_in(client_for, persona):
     qa = persona("qa")
     client_for("sysadmin").post(
-        reverse("accounts:user_action", args=[qa.pk, "deactivate"]), {"reason": "left the trust"}
+        reverse("accounts:user_action", args=[qa.pk, "deactivate"]),
+        {"deactivate-reason": "left the trust"},
     )
     response = Client().post(reverse("accounts:login"), {"username": "qa", "password": PASSWORD})
     assert response.status_code == 200

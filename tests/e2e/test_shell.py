@@ -56,7 +56,7 @@ def test_qa_signs_in_and_finds_the_login_on_the_audit_trail(
     expect(page.get_by_role("heading", level=1)).to_contain_text("Quinn")
     audit_panel = page.get_by_role("region", name="Audit trail")
     expect(audit_panel).to_be_visible()
-    expect(audit_panel).to_contain_text("auth.login")
+    expect(audit_panel).to_contain_text("Signed in")
     whoami = page.locator(".whoami")
     expect(whoami).to_contain_text("Quinn Adams")
     expect(whoami.locator(".badge-role")).to_have_text("Control Site QA")
