@@ -8,6 +8,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from controlsite.accounts.models import User
+from tests.matrix import ANON
 from tests.personas import ALL_PERSONAS, login, make_persona
 
 # Playwright drives a live server from a sync test; Django must allow that.
@@ -60,6 +61,26 @@ def api_client_for(persona: Callable[[str], User]) -> Callable[[str], APIClient]
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         return client
+
+    return get
+
+
+@pytest.fixture
+def browser_as(client_for: Callable[[str], Client]) -> Callable[[str], Client]:
+    """For permission matrices of pages: a signed-in client, or a bare one for "anonymous"."""
+
+    def get(who: str) -> Client:
+        return Client() if who == ANON else client_for(who)
+
+    return get
+
+
+@pytest.fixture
+def as_persona(api_client_for: Callable[[str], APIClient]) -> Callable[[str], APIClient]:
+    """For permission matrices of the API: a token client, or none for "anonymous"."""
+
+    def get(who: str) -> APIClient:
+        return APIClient() if who == ANON else api_client_for(who)
 
     return get
 

@@ -32,10 +32,15 @@ from controlsite.errors import ApplicationError, ConflictError, PermissionRefuse
 #
 
 
-def _require_account_manager(actor: User | None) -> None:
-    # `None` is the system itself (a management command run by the operator on the host).
+def _require_account_manager(actor: User | None, reason: str | None = None) -> None:
+    """Only an administrator changes accounts, and always says why (AT-03, AT-07).
+
+    `None` as the actor is the system itself (a management command run on the host).
+    """
     if actor is not None and not permissions.user_can(actor, Capability.MANAGE_ACCOUNTS):
         raise PermissionRefusedError("Only a system administrator manages accounts.")
+    if reason is not None and not reason.strip():
+        raise ApplicationError("A reason is required.", code="reason_required")
 
 
 def user_create(
@@ -51,7 +56,7 @@ def user_create(
     validate: bool = True,
 ) -> User:
     """Create an account. A password set by someone else must be changed at first login (ES-07)."""
-    _require_account_manager(created_by)
+    _require_account_manager(created_by, reason)
     if User.objects.filter(username__iexact=username).exists():
         raise ConflictError(f"The username {username!r} is taken.", code="username_taken")
     user = User(username=username, first_name=first_name, last_name=last_name, email=email)
@@ -81,9 +86,7 @@ def role_grant(
     expires_at: dt.datetime | None = None,
 ) -> RoleGrant:
     """Grant a role. The administrator role is never combined with another (DI-03)."""
-    _require_account_manager(granted_by)
-    if not reason.strip():
-        raise ApplicationError("A reason is required.", code="reason_required")
+    _require_account_manager(granted_by, reason)
     if granted_by is not None and granted_by.pk == user.pk:
         raise PermissionRefusedError("Nobody grants roles to themselves.", code="self_grant")
     with transaction.atomic(), audit_context(reason=reason):
@@ -126,9 +129,7 @@ def role_grant(
 
 
 def role_revoke(*, user: User, role: Role, revoked_by: User | None, reason: str) -> RoleGrant:
-    _require_account_manager(revoked_by)
-    if not reason.strip():
-        raise ApplicationError("A reason is required.", code="reason_required")
+    _require_account_manager(revoked_by, reason)
     with transaction.atomic(), audit_context(reason=reason):
         grant = (
             RoleGrant.objects.select_for_update()
@@ -266,7 +267,7 @@ def _lock(user: User) -> None:
 
 def user_unlock(*, user: User, unlocked_by: User | None, reason: str) -> None:
     """Lift a lock: an administrator, or the system once the lock has run its time."""
-    _require_account_manager(unlocked_by)
+    _require_account_manager(unlocked_by, reason)
     with transaction.atomic(), audit_context(reason=reason):
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.locked_at is None:
@@ -321,9 +322,7 @@ def password_change(*, user: User, new_password: str, reason: str = "password ch
 
 def user_set_active(*, user: User, active: bool, changed_by: User, reason: str) -> None:
     """Deactivate a leaver (accounts are never deleted) or reactivate an account (AT-07)."""
-    _require_account_manager(changed_by)
-    if not reason.strip():
-        raise ApplicationError("A reason is required.", code="reason_required")
+    _require_account_manager(changed_by, reason)
     if changed_by.pk == user.pk:
         raise PermissionRefusedError("Nobody deactivates their own account.", code="self_change")
     with transaction.atomic(), audit_context(reason=reason):
@@ -347,9 +346,7 @@ def user_reset_password(
     *, user: User, temporary_password: str, reset_by: User, reason: str
 ) -> None:
     """An administrator sets a temporary password; the user must change it at once (ES-07)."""
-    _require_account_manager(reset_by)
-    if not reason.strip():
-        raise ApplicationError("A reason is required.", code="reason_required")
+    _require_account_manager(reset_by, reason)
     validate_password(temporary_password, user)
     with transaction.atomic(), audit_context(reason=reason):
         locked = User.objects.select_for_update().get(pk=user.pk)

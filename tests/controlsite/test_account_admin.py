@@ -12,7 +12,7 @@ from controlsite.accounts.roles import Role
 from controlsite.api.models import ApiToken
 from controlsite.audit.events import KernelEvent
 from controlsite.audit.models import AuditEvent
-from tests.matrix import ANON, Matrix, only
+from tests.matrix import Matrix, only
 from tests.personas import PASSWORD, login
 
 pytestmark = pytest.mark.django_db
@@ -21,14 +21,6 @@ USERS_PAGE = Matrix("page:accounts-users", only({"sysadmin": 200}, others=403, a
 TOKEN_PAGE = Matrix(
     "page:accounts-token-create", only({"qa": 200, "integrator": 200}, others=403, anonymous=302)
 )
-
-
-@pytest.fixture
-def browser_as(client_for):
-    def get(who: str) -> Client:
-        return Client() if who == ANON else client_for(who)
-
-    return get
 
 
 @pytest.mark.parametrize(("who", "expected"), USERS_PAGE.cases())

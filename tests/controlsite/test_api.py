@@ -46,14 +46,6 @@ API_ROOT = Matrix(
 )
 
 
-@pytest.fixture
-def as_persona(api_client_for):
-    def get(who: str) -> APIClient:
-        return APIClient() if who == ANON else api_client_for(who)
-
-    return get
-
-
 def assert_problem(response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith(PROBLEM)

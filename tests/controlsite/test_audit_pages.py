@@ -5,13 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from controlsite.accounts.roles import Role
 from controlsite.accounts.services import role_grant, role_revoke
-from tests.matrix import ANON, Matrix, only
+from tests.matrix import Matrix, only
 
 pytestmark = pytest.mark.django_db
 
@@ -19,14 +18,6 @@ AUDIT_PAGE = Matrix(
     "page:audit-events", only({"qa": 200, "qp": 200, "inspector": 200}, others=403, anonymous=302)
 )
 HOME_PAGE = Matrix("page:home", only({}, others=200, anonymous=302))
-
-
-@pytest.fixture
-def browser_as(client_for):
-    def get(who: str) -> Client:
-        return Client() if who == ANON else client_for(who)
-
-    return get
 
 
 @pytest.mark.parametrize(("who", "expected"), AUDIT_PAGE.cases())
