@@ -194,7 +194,7 @@ def test_the_bulk_write_scan_would_catch_one():
 
 def _load_matrices() -> dict[str, object]:
     for path in (ROOT / "tests").rglob("test_*.py"):
-        if {"e2e", "bench"} & set(path.parts):
+        if {"e2e", "bench"} & set(path.parts) or "Matrix(" not in path.read_text():
             continue
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         importlib.import_module(module)

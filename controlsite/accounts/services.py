@@ -236,7 +236,7 @@ def _lock(user: User) -> None:
             actor=None,
             target=user,
             reason=reason,
-            actor_username="system",
+            as_system=True,
         )
     recipients = list(
         User.objects.filter(
@@ -277,7 +277,7 @@ def user_unlock(*, user: User, unlocked_by: User | None, reason: str) -> None:
         audit_event_record(
             event_type=KernelEvent.UNLOCKED,
             actor=unlocked_by,
-            actor_username="" if unlocked_by else "system",
+            as_system=unlocked_by is None,
             target=locked,
             reason=reason,
         )

@@ -47,6 +47,12 @@ class AutoSchema(SpectacularAutoSchema):
                 )
         return responses
 
+    def _is_list_view(self, serializer: Any = None) -> bool:
+        # A viewset whose `list` answers one object (e.g. /me/) sets `single_object = True`.
+        if getattr(self.view, "single_object", False):
+            return False
+        return bool(super()._is_list_view(serializer))
+
     def _is_detail(self) -> bool:
         return "{" in self.path
 

@@ -81,3 +81,19 @@ class AuditReviewSerializer(serializers.ModelSerializer[AuditReview]):
 class AuditReviewCreateSerializer(SignatureInputSerializer):
     meaning = SignatureInputSerializer.meaning_field(SignatureMeaning.REVIEWED)
     comment = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+
+
+class MeSerializer(serializers.Serializer[Any]):
+    """Who the API sees: the user, their roles and what the presented token allows."""
+
+    username = serializers.CharField(read_only=True)
+    printed_name = serializers.CharField(read_only=True)
+    roles = serializers.ListField(child=serializers.CharField(), read_only=True)
+    capabilities = serializers.ListField(child=serializers.CharField(), read_only=True)
+    mfa_required = serializers.BooleanField(read_only=True)
+    token = serializers.DictField(
+        read_only=True,
+        allow_null=True,
+        help_text="The token used for this request (name, prefix, scope, sites, expiry), "
+        "or null for a browser session.",
+    )

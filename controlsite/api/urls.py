@@ -10,3 +10,4 @@ router = DefaultRouter(trailing_slash=True)
 router.include_format_suffixes = False
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("audit-reviews", views.AuditReviewViewSet, basename="audit-review")
+router.register("me", views.MeViewSet, basename="me")

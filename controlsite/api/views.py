@@ -9,13 +9,17 @@ from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlsite.accounts import permissions
+from controlsite.accounts.models import User
 from controlsite.accounts.roles import Capability
+from controlsite.api.auth import request_token
 from controlsite.api.base import BaseViewSet, ReadOnlyBaseViewSet
 from controlsite.api.filters import AwareDateTimeFilter
 from controlsite.api.serializers import (
     AuditEventSerializer,
     AuditReviewCreateSerializer,
     AuditReviewSerializer,
+    MeSerializer,
 )
 from controlsite.audit.models import AuditEvent, AuditReview
 from controlsite.audit.review import audit_review_sign
@@ -76,3 +80,34 @@ class AuditReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseV
             reason=data.validated_data["reason"],
         )
         return Response(AuditReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class MeViewSet(BaseViewSet):
+    """Who am I? The first call an integrator makes with a new token."""
+
+    serializer_class = MeSerializer
+    pagination_class = None
+    single_object = True
+    queryset = User.objects.none()  # nothing is listed; the schema generator wants a model
+
+    @extend_schema(responses={200: MeSerializer})
+    def list(self, request: Request) -> Response:
+        user = request.user
+        token = request_token(request)
+        body = {
+            "username": user.get_username(),
+            "printed_name": getattr(user, "printed_name", ""),
+            "roles": sorted(r.value for r in permissions.user_roles(user)),
+            "capabilities": sorted(c.value for c in permissions.user_capabilities(user)),
+            "mfa_required": permissions.mfa_required(user),
+            "token": None
+            if token is None
+            else {
+                "name": token.name,
+                "prefix": token.prefix,
+                "scope": token.scope,
+                "site_codes": token.site_codes,
+                "expires_at": token.expires_at,
+            },
+        }
+        return Response(MeSerializer(body).data)

@@ -25,6 +25,7 @@ class KernelEvent(StrEnum):
     SIGNATURE_AUTH_FAILED = "signature.authentication_failed"
     SIGNATURE_REFUSED = "signature.refused"
     AUDIT_REVIEWED = "audit.reviewed"
+    AUDIT_EXPORTED = "audit.exported"
 
 
 # Failed authentications that count toward lockout (ES-08): logins, second factors and
@@ -58,6 +59,7 @@ _LABELS: dict[str, str] = {
     KernelEvent.SIGNATURE_AUTH_FAILED: "Signature refused: wrong credentials",
     KernelEvent.SIGNATURE_REFUSED: "Signature refused",
     KernelEvent.AUDIT_REVIEWED: "Audit trail reviewed",
+    KernelEvent.AUDIT_EXPORTED: "Audit trail exported",
 }
 
 

@@ -82,14 +82,16 @@ def audit_event_record(
     reason: str = "",
     site_code: str = "",
     signature: ElectronicSignature | None = None,
+    as_system: bool = False,
 ) -> AuditEvent:
     """Append one event to the chain. Who, request id and IP come from the audit context.
 
     Call it inside the service's transaction so the event commits (or rolls back) with the
-    change it describes.
+    change it describes. With no actor, the context's user acts; `as_system=True` records the
+    system itself (a lock that the rules impose, a lock that runs out), whoever is signed in.
     """
     ctx = context.current()
-    if actor is None and ctx.user is not None and ctx.user.is_authenticated:
+    if actor is None and not as_system and ctx.user is not None and ctx.user.is_authenticated:
         actor = ctx.user
     if target is not None:
         target_type = target_type or record_label(target)
@@ -103,7 +105,9 @@ def audit_event_record(
             occurred_at=timezone.now(),
             event_type=event_type,
             actor=actor,
-            actor_username=actor.get_username() if actor is not None else actor_username[:150],
+            actor_username=(
+                actor.get_username() if actor is not None else (actor_username or "system")[:150]
+            ),
             target_type=target_type,
             target_id=target_id,
             target_repr=target_repr[:255],

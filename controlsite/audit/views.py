@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterator
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from controlsite.accounts import permissions
 from controlsite.accounts.http import request_user
 from controlsite.accounts.roles import Capability
+from controlsite.audit.events import KernelEvent, event_label
 from controlsite.audit.forms import AuditFilterForm, AuditReviewForm
 from controlsite.audit.models import AuditEvent
 from controlsite.audit.review import audit_review_next_range, audit_review_sign
 from controlsite.audit.selectors import audit_event_list, record_for_trail, record_trail
+from controlsite.audit.services import audit_event_record
 from controlsite.errors import ApplicationError, PermissionRefusedError
 from controlsite.signatures.forms import SignatureForm
 from controlsite.signatures.models import SignatureMeaning
@@ -46,6 +55,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     events = events[:PAGE_SIZE]
     query = request.GET.copy()
     query.pop("before", None)
+    export_query = query.urlencode()
     if has_more:
         query["before"] = str(events[-1].seq)
     from_seq, to_seq = audit_review_next_range()
@@ -54,6 +64,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
         "filters_valid": filters_valid,
         "events": events,
         "next_query": query.urlencode() if has_more else "",
+        "export_query": export_query,
         "review_form": AuditReviewForm(),
         "signature_form": SignatureForm(request=request, meaning=SignatureMeaning.REVIEWED),
         "can_review": permissions.user_can(request.user, Capability.REVIEW_AUDIT_TRAIL),
@@ -65,6 +76,80 @@ def event_list(request: HttpRequest) -> HttpResponse:
         else "audit/event_list.html"
     )
     return render(request, template, context)
+
+
+class _Echo:
+    """A file-like object whose write() hands the line back, for streaming CSV."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+EXPORT_COLUMNS = [
+    "seq",
+    "occurred_at_utc",
+    "event_type",
+    "event",
+    "actor_username",
+    "record_type",
+    "record_id",
+    "record",
+    "site_code",
+    "reason",
+    "details",
+    "request_id",
+    "ip",
+    "signature_id",
+    "prev_hash",
+    "hash",
+]
+
+
+@login_required
+def event_export(request: HttpRequest) -> HttpResponseBase:
+    """The filtered trail as CSV, with every row's hashes so the chain can be checked offline
+    (AT-05, DI-07). The export itself is an audit event."""
+    _require_audit_reader(request)
+    form = AuditFilterForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return HttpResponse("The filters cannot be read.", status=400, content_type="text/plain")
+    filters = form.filters()
+    audit_event_record(
+        event_type=KernelEvent.AUDIT_EXPORTED,
+        extra={k: str(v) for k, v in dataclasses.asdict(filters).items() if v},
+        reason="audit trail exported as CSV",
+    )
+    rows = audit_event_list(user=request.user, filters=filters).order_by("seq")
+    writer = csv.writer(_Echo())
+
+    def lines() -> Iterator[str]:
+        yield writer.writerow(EXPORT_COLUMNS)
+        for e in rows.iterator(chunk_size=2000):
+            yield writer.writerow(
+                [
+                    e.seq,
+                    e.occurred_at.astimezone(dt.UTC).isoformat(),
+                    e.event_type,
+                    event_label(e.event_type),
+                    e.actor_username,
+                    e.target_type,
+                    e.target_id,
+                    e.target_repr,
+                    e.site_code,
+                    e.reason,
+                    json.dumps(e.extra_data, sort_keys=True),
+                    e.request_id,
+                    e.ip or "",
+                    e.signature_id or "",
+                    e.prev_hash,
+                    e.hash,
+                ]
+            )
+
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="audit-trail-{stamp}.csv"'
+    return response
 
 
 @login_required

@@ -436,3 +436,53 @@ def test_an_empty_filter_value_is_refused(qa_api):
 def test_a_nul_character_in_a_filter_is_a_400_not_a_crash(qa_api):
     response = qa_api.get(reverse("api:audit-event-list"), {"actor": "q\x00a"})
     assert response.status_code == 400
+
+
+ME = Matrix("api:me-list", only({"sysadmin": 403, "outsider": 403}, others=200, anonymous=401))
+
+
+@pytest.mark.parametrize(("who", "expected"), ME.cases())
+def test_me(as_persona, who, expected):
+    assert as_persona(who).get(reverse("api:me-list")).status_code == expected
+
+
+def test_me_says_who_the_token_acts_for_and_what_it_allows(persona):
+    integrator = persona("integrator")
+    _, secret = api_token_create(
+        user=integrator,
+        name="cell processor",
+        scope=TokenScope.READ,
+        created_by=integrator,
+        site_codes=["LON1"],
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    body = client.get(reverse("api:me-list")).json()
+    assert body["username"] == "integrator"
+    assert body["roles"] == ["integrator"]
+    assert "record_manufacture" in body["capabilities"]
+    assert body["token"]["scope"] == "read"
+    assert body["token"]["site_codes"] == ["LON1"]
+
+
+def test_the_audit_event_list_costs_the_same_queries_for_any_page_size(
+    qa_api, django_assert_num_queries
+):
+    from controlsite.audit.context import audit_context
+    from controlsite.audit.services import audit_event_record
+
+    url = reverse("api:audit-event-list")
+    with audit_context(reason="fill"):
+        for i in range(60):
+            audit_event_record(event_type="test.fill", actor_username="t", extra={"i": i})
+    qa_api.get(url, {"page_size": 5})  # warm the token's last-used write
+    counts = []
+    for size in (5, 50):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as ctx:
+            assert qa_api.get(url, {"page_size": size}).status_code == 200
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
+    assert counts[1] <= 8

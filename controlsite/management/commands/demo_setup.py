@@ -144,8 +144,7 @@ class Command(BaseCommand):
                 )
                 audit_event_record(
                     event_type=KernelEvent.MFA_ENROLLED,
-                    actor=None,
-                    actor_username="system",
+                    as_system=True,
                     target=user,
                     extra={"device": DEVICE_NAME},
                     reason=REASON,
