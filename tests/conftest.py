@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.test import Client
@@ -13,6 +13,16 @@ from tests.personas import ALL_PERSONAS, login, make_persona
 
 # Playwright drives a live server from a sync test; Django must allow that.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_audit_context() -> Iterator[None]:
+    """Each test starts with an empty audit context, as each request and task does."""
+    from controlsite.audit import context
+
+    token = context.set_context(context.AuditContext())
+    yield
+    context.reset_context(token)
 
 
 @pytest.fixture

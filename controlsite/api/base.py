@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers, viewsets
+from django.db.models import Model
+from rest_framework import exceptions, serializers, viewsets
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -18,7 +20,7 @@ from controlsite.api import idempotency
 from controlsite.api.models import IdempotencyRecord
 from controlsite.audit import context
 from controlsite.signatures.models import SignatureMeaning
-from controlsite.signatures.services import SignatureCredentials
+from controlsite.signatures.services import SignatureCredentials, content_hash
 
 
 class StrictSerializerMixin:
@@ -77,10 +79,36 @@ class SignatureInputSerializer(StrictSerializer):
         )
 
 
+class PreconditionFailedError(exceptions.APIException):
+    status_code = 412
+    default_detail = "The record changed since you read it; fetch it again and retry."
+    default_code = "precondition_failed"
+
+
+def record_etag(record: Model) -> str:
+    """A strong ETag from the record's canonical content: it changes whenever the content a
+    signature would bind to changes (design §6: `If-Match`, 412 when stale)."""
+    return f'"{content_hash(record)}"'
+
+
 class BaseViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
     """Shared edges for every API viewset."""
 
     _idempotency: IdempotencyRecord | None = None
+    _etag_object: Model | None = None
+
+    def get_object(self) -> Any:
+        """The visible record; an unsafe request carrying `If-Match` must name its current ETag,
+        so an integrator never acts on a record that changed since they read it."""
+        obj = super().get_object()
+        self._etag_object = obj
+        if_match = self.request.headers.get("If-Match")
+        if self.request.method not in SAFE_METHODS and if_match is not None:
+            current = record_etag(obj)
+            offered = {tag.strip() for tag in if_match.split(",")}
+            if "*" not in offered and current not in offered:
+                raise PreconditionFailedError()
+        return obj
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -99,6 +127,13 @@ class BaseViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
+        if (
+            request.method in SAFE_METHODS
+            and response.status_code == 200
+            and self.action == "retrieve"
+            and self._etag_object is not None
+        ):
+            response["ETag"] = record_etag(self._etag_object)
         record = self._idempotency
         if record is not None:
             self._idempotency = None

@@ -38,6 +38,8 @@ class AutoSchema(SpectacularAutoSchema):
         codes = ["401", "403", "404"] if self._is_detail() else ["401", "403"]
         if method in {"POST", "PUT", "PATCH", "DELETE"}:
             codes += ["400", "409", "413", "415", "422"]
+            if self._is_detail():
+                codes += ["412"]
         if method == "GET":
             codes += ["400", "404"]  # a bad filter; an invalid or stale cursor
         for code in codes:
@@ -67,6 +69,16 @@ class AutoSchema(SpectacularAutoSchema):
 
     def get_override_parameters(self) -> list[Any]:
         params: list[Any] = list(super().get_override_parameters())
+        if self.method.upper() in {"POST", "PUT", "PATCH", "DELETE"} and self._is_detail():
+            params.append(
+                OpenApiParameter(
+                    name="If-Match",
+                    location=OpenApiParameter.HEADER,
+                    required=False,
+                    type=str,
+                    description="The record's ETag from your last read; 412 if it has changed.",
+                )
+            )
         if self.method.upper() == "POST":
             params.append(
                 OpenApiParameter(

@@ -486,3 +486,57 @@ def test_the_audit_event_list_costs_the_same_queries_for_any_page_size(
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1]
     assert counts[1] <= 8
+
+
+def test_a_record_is_served_with_an_etag_that_follows_its_content(qa_api, persona):
+    qa = persona("qa")
+    created = qa_api.post(reverse("api:audit-review-list"), signature_fields(qa), format="json")
+    url = reverse("api:audit-review-detail", args=[created.json()["id"]])
+    first = qa_api.get(url)
+    assert first["ETag"].startswith('"') and len(first["ETag"]) == 66
+    assert qa_api.get(url)["ETag"] == first["ETag"]
+    from controlsite.audit.context import audit_context
+
+    review = AuditReview.objects.get()
+    with audit_context(reason="test: change the record"):
+        review.comment = "changed"
+        review.save(update_fields=["comment"])
+    assert qa_api.get(url)["ETag"] != first["ETag"]
+
+
+def test_a_stale_if_match_is_a_412_and_changes_nothing(persona):
+    """`If-Match` on an unsafe request to a record (design §6). The kernel has no unsafe detail
+    action yet, so a minimal one on the audit-review resource stands in."""
+    from rest_framework.decorators import action
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from controlsite.api.views import AuditReviewViewSet
+    from controlsite.audit.context import audit_context
+
+    class Probe(AuditReviewViewSet):
+        @action(detail=True, methods=["post"])
+        def touch(self, request, pk=None):
+            self.get_object()
+            return Response({"ok": True})
+
+    from rest_framework.response import Response
+
+    qa = persona("qa")
+    with audit_context(reason="test record"):
+        review = AuditReview.objects.create(
+            from_seq=1, to_seq=1, events_reviewed=1, chain_intact=True
+        )
+    from controlsite.api.base import record_etag
+
+    view = Probe.as_view({"post": "touch"})
+    factory = APIRequestFactory()
+
+    def post(if_match: str):
+        request = factory.post("/x/", {}, format="json", HTTP_IF_MATCH=if_match)
+        force_authenticate(request, user=qa)
+        return view(request, pk=review.pk)
+
+    assert post(record_etag(review)).status_code == 200
+    stale = post('"0000"')
+    assert stale.status_code == 412
+    assert stale.data["code"] == "precondition_failed"
