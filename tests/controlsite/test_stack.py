@@ -12,9 +12,7 @@ def test_weasyprint_renders_a_pdf_that_pypdf_reads_back():
     from pypdf import PdfReader
     from weasyprint import HTML
 
-    pdf = HTML(string="<h1>Control Site QMS</h1><p>Page one.</p>").write_pdf(
-        pdf_variant="pdf/a-3b"
-    )
+    pdf = HTML(string="<h1>Control Site QMS</h1><p>Page one.</p>").write_pdf(pdf_variant="pdf/a-3b")
     reader = PdfReader(io.BytesIO(pdf))
     assert len(reader.pages) == 1
     assert "Control Site QMS" in reader.pages[0].extract_text()
