@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
@@ -21,6 +22,7 @@ from controlsite.accounts.forms import LoginForm, OtpForm, PasswordChangeForm
 from controlsite.accounts.http import request_user
 from controlsite.accounts.middleware import LAST_ACTIVITY_KEY, end_session
 from controlsite.accounts.models import User
+from controlsite.accounts.roles import Capability
 from controlsite.accounts.services import (
     account_is_locked,
     authentication_failure_register,
@@ -219,6 +221,8 @@ def account_view(request: HttpRequest) -> HttpResponse:
             "device": mfa.confirmed_device(user),
             "mfa_required": permissions.mfa_required(user),
             "tokens": ApiToken.objects.filter(user=user).order_by("-created_at")[:50],
+            "can_create_tokens": permissions.user_can(user, Capability.MANAGE_OWN_TOKENS),
+            "now": timezone.now(),
         },
     )
 

@@ -221,3 +221,35 @@ def test_every_history_table_of_every_app_carries_the_trigger():
         protected = {row[0] for row in cursor.fetchall()}
     assert set(history_tables()) <= protected
     assert set(protected_tables()) <= protected
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_keep_the_chain_whole():
+    """Four connections appending at once: the advisory lock serialises them, so the sequence
+    has no gaps or duplicates and every link holds."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            with audit_context(reason="concurrent test"):
+                for i in range(25):
+                    audit_event_record(
+                        event_type="test.concurrent", actor_username=f"w{n}", extra={"i": i}
+                    )
+        except BaseException as exc:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, 101))
+    assert audit_chain_verify().intact
