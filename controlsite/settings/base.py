@@ -1,8 +1,10 @@
 """Settings for Control Site QMS, read from the environment only.
 
-`CONTROLSITE_ENV` picks the mode: `production` (the default: secure unless told otherwise),
-`development` (what `make demo` uses) or `test`. Production refuses to start with DEBUG on or with
-a missing, short or example secret key. Every variable is documented in `.env.example`.
+`CONTROLSITE_ENV` picks the mode: `production` (the default for the servers — wsgi, asgi,
+Celery — so a deployment is secure unless told otherwise; `manage.py` run from a checkout
+defaults to `development`), `development` (what `make demo` uses) or `test`. Production
+refuses to start with DEBUG on or with a missing, short or example secret key. Every variable
+is documented in `.env.example`.
 """
 
 from __future__ import annotations
