@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
-from controlsite.accounts import permissions
+from controlsite.accounts import permissions, scope
 from controlsite.accounts.roles import Capability
 
 
@@ -18,4 +18,6 @@ def shell(request: HttpRequest) -> dict[str, Any]:
         "current_roles": roles,
         "can_view_audit": bool(user) and permissions.user_can(user, Capability.VIEW_AUDIT_TRAIL),
         "is_administrator": bool(user) and permissions.user_is_administrator(user),
+        "sees_all_sites": bool(user) and permissions.user_can(user, Capability.VIEW_ALL_SITES),
+        "current_site_codes": scope.user_site_codes(user),
     }

@@ -5,6 +5,7 @@ from controlsite.api.models import ApiToken, IdempotencyRecord
 from controlsite.audit.models import AuditEvent, AuditReview
 from controlsite.background.models import WorkerHeartbeat
 from controlsite.base_models import TimeStampedModel
+from controlsite.notifications.models import Notification
 from controlsite.signatures.models import ElectronicSignature
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "AuditReview",
     "ElectronicSignature",
     "IdempotencyRecord",
+    "Notification",
     "RoleGrant",
     "TimeStampedModel",
     "User",

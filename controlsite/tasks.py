@@ -21,3 +21,9 @@ def health_ping(self: RegulatedTask, token: str = "") -> str:
     # Idempotent: a redelivered ping with the same token writes nothing new.
     WorkerHeartbeat.objects.get_or_create(token=token, defaults={"worker": worker, "eager": eager})
     return token
+
+
+# Celery finds tasks in `<app>.tasks`; the kernel's other task modules are imported here.
+from controlsite.notifications.tasks import notification_email  # noqa: E402
+
+__all__ = ["health_ping", "notification_email"]

@@ -4,5 +4,17 @@ from django.utils.translation import gettext_lazy as _
 
 class SitesConfig(AppConfig):
     name = "sites"
-    verbose_name = _("Spoke sites")
+    verbose_name = _("Sites")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from controlsite import gates
+        from controlsite.accounts.scope import register_site_provider
+        from controlsite.audit.events import register_event_labels
+        from sites.events import LABELS
+        from sites.gates import site_is_active
+        from sites.selectors import user_site_codes
+
+        register_site_provider(user_site_codes)
+        register_event_labels(LABELS)
+        gates.register("sites.site_is_active", site_is_active)

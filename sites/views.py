@@ -18,3 +18,21 @@ def index(request: HttpRequest) -> HttpResponse:
             ),
         },
     )
+
+
+@login_required
+def detail(request: HttpRequest, code: str) -> HttpResponse:
+    from django.http import Http404
+
+    from sites.models import Site
+    from sites.selectors import site_get_for_user
+
+    try:
+        site = site_get_for_user(user=request.user, code=code)
+    except Site.DoesNotExist as exc:
+        raise Http404 from exc
+    return render(
+        request,
+        "layout/area.html",
+        {"area_title": str(site), "area_description": site.get_status_display()},
+    )

@@ -46,6 +46,7 @@ HISTORY_EXEMPT: dict[str, str] = {
     "operational and would flood history",
     "controlsite.idempotencyrecord": "a transport-level replay cache, not GMP data",
     "controlsite.workerheartbeat": "operational liveness data, not GMP data",
+    "controlsite.notification": "a message to a person; the GMP event that caused it is audited",
 }
 
 BULK_WRITES = {"update", "bulk_create", "bulk_update"}

@@ -8,6 +8,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from controlsite.accounts.scope import limit_to_token_sites
 from controlsite.accounts.services import account_is_locked
 from controlsite.api.models import ApiToken
 from controlsite.api.tokens import TokenInvalidError, api_token_authenticate
@@ -40,6 +41,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if account_is_locked(token.user):
             raise exceptions.AuthenticationFailed("The token's user is locked.", code="user_locked")
         context.update_context(user=token.user)
+        limit_to_token_sites(token.user, list(token.site_codes))
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -224,8 +224,18 @@ STORAGES: dict[str, dict[str, Any]] = {
 # Outside production, serve static files straight from the source folders (no collectstatic).
 WHITENOISE_USE_FINDERS = not IS_PRODUCTION
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
+SITE_EVIDENCE_MAX_BYTES = env_int("SITE_EVIDENCE_MAX_BYTES", 10 * 1024 * 1024)
+# Days from the event until an MHRA notification is due, per kind (see sites/choices.py), e.g.
+# "site_suspended=1,site_added=30". The regulations read do not fix these periods.
+REGULATORY_NOTIFICATION_DUE_DAYS: dict[str, int] = {
+    key.strip(): int(value)
+    for key, _, value in (
+        item.partition("=") for item in env_list("REGULATORY_NOTIFICATION_DUE_DAYS")
+    )
+}
 
 #
 # E-mail
