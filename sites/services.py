@@ -522,7 +522,7 @@ def membership_end(*, actor: User, membership: SiteMembership, reason: str) -> N
     reason = _require_reason(reason)
     with transaction.atomic(), audit_context(reason=reason):
         locked = (
-            SiteMembership.objects.select_for_update()
+            SiteMembership.objects.select_for_update(of=("self",))
             .select_related("site", "user")
             .get(pk=membership.pk)
         )
@@ -611,7 +611,11 @@ def checklist_item_attach_evidence(
         raise ApplicationError("Upload a file or give a reference.", code="evidence_required")
     sha = _check_evidence(upload) if upload is not None else ""
     with transaction.atomic(), audit_context(reason=reason):
-        locked = OnboardingItem.objects.select_for_update().select_related("site").get(pk=item.pk)
+        locked = (
+            OnboardingItem.objects.select_for_update(of=("self",))
+            .select_related("site")
+            .get(pk=item.pk)
+        )
         if locked.status != ChecklistItemStatus.OPEN:
             raise TransitionNotAllowedError(
                 "The item is signed off; its evidence no longer changes.", code="item_signed_off"
@@ -648,7 +652,11 @@ def checklist_item_sign_off(
     _require_qa(actor, "sign off onboarding")
     reason = _require_reason(reason)
     with signing_transaction(), audit_context(reason=reason):
-        locked = OnboardingItem.objects.select_for_update().select_related("site").get(pk=item.pk)
+        locked = (
+            OnboardingItem.objects.select_for_update(of=("self",))
+            .select_related("site")
+            .get(pk=item.pk)
+        )
         if locked.status != ChecklistItemStatus.OPEN:
             raise TransitionNotAllowedError(
                 "The item is already signed off.", code="item_signed_off"
@@ -749,7 +757,11 @@ def equipment_update(
     ):
         raise ApplicationError("Unknown qualification status.", code="invalid_status")
     with transaction.atomic(), audit_context(reason=reason):
-        locked = Equipment.objects.select_for_update().select_related("site").get(pk=equipment.pk)
+        locked = (
+            Equipment.objects.select_for_update(of=("self",))
+            .select_related("site")
+            .get(pk=equipment.pk)
+        )
         old = {k: str(getattr(locked, k)) for k in changes}
         for key, value in changes.items():
             setattr(locked, key, value)
@@ -808,7 +820,11 @@ def site_audit_complete(
     if done_on > timezone.localdate():
         raise ApplicationError("An audit cannot be done in the future.", code="date_in_future")
     with transaction.atomic(), audit_context(reason=reason):
-        locked = SiteAudit.objects.select_for_update().select_related("site").get(pk=audit.pk)
+        locked = (
+            SiteAudit.objects.select_for_update(of=("self",))
+            .select_related("site")
+            .get(pk=audit.pk)
+        )
         if locked.status != SiteAuditStatus.PLANNED:
             raise TransitionNotAllowedError(
                 "Only a planned audit is completed.", code="transition_not_allowed"
@@ -837,7 +853,11 @@ def audit_finding_add(
     if not description.strip():
         raise ApplicationError("Describe the finding.", code="description_required")
     with transaction.atomic(), audit_context(reason=reason):
-        locked = SiteAudit.objects.select_for_update().select_related("site").get(pk=audit.pk)
+        locked = (
+            SiteAudit.objects.select_for_update(of=("self",))
+            .select_related("site")
+            .get(pk=audit.pk)
+        )
         if locked.status == SiteAuditStatus.CANCELLED:
             raise TransitionNotAllowedError(
                 "A cancelled audit has no findings.", code="audit_cancelled"
@@ -900,7 +920,7 @@ def regulatory_notification_mark_sent(
         raise ApplicationError("It cannot have been sent in the future.", code="date_in_future")
     with transaction.atomic(), audit_context(reason=reason):
         locked = (
-            RegulatoryNotification.objects.select_for_update()
+            RegulatoryNotification.objects.select_for_update(of=("self",))
             .select_related("site")
             .get(pk=notification.pk)
         )

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from controlsite.accounts import mfa, permissions
@@ -87,11 +88,18 @@ def canonical_content(record: models.Model) -> dict[str, Any]:
         content: dict[str, Any] = custom()
     else:
         content = {
-            field.attname: getattr(record, field.attname)
+            field.attname: _plain(getattr(record, field.attname))
             for field in record._meta.concrete_fields
             if field.name not in _VOLATILE_FIELDS
         }
     return {"record": record_label(record), "pk": str(record.pk), "content": content}
+
+
+def _plain(value: Any) -> Any:
+    # A stored file is identified by its name here; its bytes are bound by their own SHA-256.
+    if isinstance(value, FieldFile):
+        return value.name or ""
+    return value
 
 
 def content_hash(record: models.Model) -> str:
