@@ -34,6 +34,7 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("accounts/", include("controlsite.accounts.urls")),
     path("audit/", include("controlsite.audit.urls")),
+    path("notifications/", include("controlsite.notifications.urls")),
     path("sites/", include("sites.urls")),
     path("training/", include("training.urls")),
     path("master-files/", include("masterfile.urls")),

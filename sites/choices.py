@@ -85,9 +85,21 @@ class SiteRole(models.TextChoices):
     SITE_OPERATOR = "site_operator", _("Site operator")
 
 
+SITE_ROLE_BADGE: dict[str, str] = {
+    SiteRole.SITE_LEAD: "role",
+    SiteRole.SITE_OPERATOR: "muted",
+}
+
+
 class ChecklistItemStatus(models.TextChoices):
     OPEN = "open", _("Open")
     DONE = "done", _("Signed off")
+
+
+CHECKLIST_BADGE: dict[str, str] = {
+    ChecklistItemStatus.OPEN: "warn",
+    ChecklistItemStatus.DONE: "ok",
+}
 
 
 class EquipmentStatus(models.TextChoices):
@@ -113,6 +125,13 @@ class SiteAuditStatus(models.TextChoices):
     PLANNED = "planned", _("Planned")
     DONE = "done", _("Done")
     CANCELLED = "cancelled", _("Cancelled")
+
+
+AUDIT_STATUS_BADGE: dict[str, str] = {
+    SiteAuditStatus.PLANNED: "info",
+    SiteAuditStatus.DONE: "ok",
+    SiteAuditStatus.CANCELLED: "muted",
+}
 
 
 class FindingGrade(models.TextChoices):

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from controlsite.audit.history import RegulatedHistory
 from controlsite.base_models import TimeStampedModel
 from sites.choices import (
+    STATUS_BADGE,
     ChecklistItemStatus,
     EquipmentStatus,
     FindingGrade,
@@ -168,10 +169,60 @@ class Site(TimeStampedModel):
         return f"{self.code} — {self.name}"
 
     @property
+    def status_badge(self) -> str:
+        """The badge colour of the status (sites.choices.STATUS_BADGE)."""
+        return STATUS_BADGE[SiteStatus(self.status)]
+
+    @property
     def location(self) -> str:
         if self.kind == SiteKind.MODULAR_UNIT and self.current_location:
             return self.current_location
         return self.address
+
+
+class SiteStatusChange(models.Model):
+    """One step of a site's lifecycle, written once and never changed (healthchecks' Flip).
+
+    A QA e-signature on activation, suspension, reinstatement or cessation binds to this row, so
+    it stays valid as the site moves on to later steps.
+    """
+
+    site = models.ForeignKey(
+        Site, verbose_name=_("site"), on_delete=models.PROTECT, related_name="status_changes"
+    )
+    action = models.CharField(_("action"), max_length=20)
+    from_status = models.CharField(_("from"), max_length=16, choices=SiteStatus.choices)
+    to_status = models.CharField(_("to"), max_length=16, choices=SiteStatus.choices)
+    reason = models.TextField(_("reason"))
+    changed_at = models.DateTimeField(_("changed at"))
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("changed by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+
+    history = RegulatedHistory()
+
+    class Meta:
+        verbose_name = _("site status change")
+        verbose_name_plural = _("site status changes")
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["site", "changed_at"], name="sitestatuschange_site_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.site.code}: {self.from_status} → {self.to_status}"
+
+    def signature_content(self) -> dict[str, object]:
+        return {
+            "site": self.site.code,
+            "action": self.action,
+            "from": self.from_status,
+            "to": self.to_status,
+            "reason": self.reason,
+            "changed_at": self.changed_at,
+            "changed_by": self.changed_by_id,
+        }
 
 
 class SiteMove(TimeStampedModel):

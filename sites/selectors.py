@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from controlsite.accounts import permissions
 from controlsite.accounts.roles import Capability, Role
@@ -103,10 +104,17 @@ def site_list(*, user: Any, filters: SiteFilters) -> QuerySet[Site]:
         qs = qs.filter(host_organisation__icontains=filters.host)
     if filters.q:
         qs = qs.filter(Q(code__icontains=filters.q) | Q(name__icontains=filters.q))
+    # A correlated subquery, evaluated only for the rows of the page that is read (a grouped
+    # count would aggregate the whole register before the page is cut).
+    open_items = (
+        OnboardingItem.objects.filter(site=OuterRef("pk"), status=ChecklistItemStatus.OPEN)
+        .order_by()
+        .values("site")
+        .annotate(n=Count("id"))
+        .values("n")[:1]
+    )
     return qs.annotate(
-        open_items=Count(
-            "checklist", filter=Q(checklist__status=ChecklistItemStatus.OPEN), distinct=True
-        )
+        open_items=Coalesce(Subquery(open_items), Value(0), output_field=IntegerField())
     ).order_by("code")
 
 

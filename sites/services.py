@@ -61,6 +61,7 @@ from sites.models import (
     SiteAudit,
     SiteMembership,
     SiteMove,
+    SiteStatusChange,
     site_code_validator,
 )
 from sites.selectors import (
@@ -427,12 +428,21 @@ def site_transition(
         locked.status = target
         locked.status_changed_at = timezone.now()
         locked.save(update_fields=["status", "status_changed_at", "updated_at"])
+        change = SiteStatusChange.objects.create(
+            site=locked,
+            action=str(action),
+            from_status=old,
+            to_status=target,
+            reason=reason,
+            changed_at=locked.status_changed_at,
+            changed_by=actor,
+        )
         if signed:
             assert credentials is not None  # noqa: S101  (checked above; narrows the type)
             signature = sign(
                 signer=actor,
                 credentials=credentials,
-                record=locked,
+                record=change,
                 meaning=SignatureMeaning.APPROVED,
                 reason=reason,
                 site_code=locked.code,
@@ -620,6 +630,10 @@ def checklist_item_attach_evidence(
             raise TransitionNotAllowedError(
                 "The item is signed off; its evidence no longer changes.", code="item_signed_off"
             )
+        if locked.site.status == SiteStatus.CEASED:
+            raise TransitionNotAllowedError(
+                "The site has ceased; its onboarding is closed.", code="site_ceased"
+            )
         fields = ["updated_at"]
         if upload is not None:
             locked.evidence_file.save(upload.name or "evidence", upload, save=False)
@@ -660,6 +674,10 @@ def checklist_item_sign_off(
         if locked.status != ChecklistItemStatus.OPEN:
             raise TransitionNotAllowedError(
                 "The item is already signed off.", code="item_signed_off"
+            )
+        if locked.site.status == SiteStatus.CEASED:
+            raise TransitionNotAllowedError(
+                "The site has ceased; its onboarding is closed.", code="site_ceased"
             )
         if not locked.has_evidence:
             raise ConflictError("Attach evidence before signing off.", code="evidence_required")
@@ -937,3 +955,42 @@ def regulatory_notification_mark_sent(
             extra={"sent_on": sent_on, "reference": locked.reference},
         )
     return locked
+
+
+def regulatory_notifications_remind(*, today: dt.date | None = None) -> int:
+    """Remind Control Site QA of MHRA notifications due within a day or overdue.
+
+    Run daily by Celery beat. Idempotent: a notification already reminded today is skipped.
+    Returns how many notifications were reminded.
+    """
+    from controlsite.accounts.models import RoleGrant
+    from controlsite.notifications.models import Notification
+
+    today = today or timezone.localdate()
+    pending = RegulatoryNotification.objects.filter(
+        sent_on__isnull=True, due_on__lte=today + dt.timedelta(days=1)
+    ).select_related("site")
+    qa_users = list(
+        User.objects.filter(
+            pk__in=RoleGrant.objects.filter(
+                permissions.live_grants_q(), role=Role.CONTROL_SITE_QA
+            ).values("user_id"),
+            is_active=True,
+        )
+    )
+    link = reverse("sites:notifications")
+    reminded = 0
+    for record in pending:
+        overdue = record.due_on < today
+        subject = f"MHRA notification {'overdue' if overdue else 'due'}: {record.subject}"[:200]
+        if Notification.objects.filter(subject=subject, created_at__date=today).exists():
+            continue
+        notify(
+            recipients=qa_users,
+            subject=subject,
+            body=f"Due on {record.due_on:%d %b %Y}. Record the MHRA reference once it is sent.",
+            link=link,
+            severity="block" if overdue else "warn",
+        )
+        reminded += 1
+    return reminded

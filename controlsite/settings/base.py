@@ -114,6 +114,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "controlsite.context_processors.shell",
+                "controlsite.notifications.context_processors.unread_notifications",
             ],
         },
     },
@@ -314,6 +315,10 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "controlsite.health_ping",
         "schedule": 300.0,
     },
+    "sites-mhra-notification-reminders": {
+        "task": "sites.regulatory_notifications_remind",
+        "schedule": 6 * 3600.0,
+    },
 }
 
 #
@@ -329,6 +334,12 @@ LOGGING: dict[str, Any] = {
     "loggers": {
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
+        # In-process tasks (no broker) would log every run; a worker in production keeps INFO.
+        **(
+            {"celery": {"level": "WARNING"}, "kombu": {"level": "ERROR"}}
+            if not CELERY_BROKER_URL
+            else {}
+        ),
     },
 }
 

@@ -48,6 +48,8 @@ class SignatureForm(forms.Form):
 
     def __init__(self, *args: Any, request: HttpRequest, meaning: SignatureMeaning, **kwargs: Any):
         kwargs.setdefault("initial", {})["meaning"] = meaning.value
+        # Its own element ids, so a page's other form with a `reason` field never shares one.
+        kwargs.setdefault("auto_id", "signature_%s")
         super().__init__(*args, **kwargs)
         self.request = request
         self.signing_meaning = meaning

@@ -1,6 +1,8 @@
-"""Benchmarks of the audit trail's hot paths, each against a baseline measured in the same run.
+"""Benchmarks of the audit trail's hot paths and the site pages, each against a baseline
+measured in the same run.
 
-    DJANGO_SETTINGS_MODULE=controlsite.settings.test .venv/bin/python -m tests.bench.run [--n 2000]
+    DJANGO_SETTINGS_MODULE=controlsite.settings.test .venv/bin/python -m tests.bench.run \
+        [--n 2000] [--sites 1000] [--events 10000]
 
 (`make bench` runs exactly that.) The script builds its own throwaway database — SQLite in memory,
 or `test_<name>_bench` on the PostgreSQL server that `DATABASE_URL` names — and drops it at the
@@ -13,6 +15,10 @@ Cases:
   chain verify    `audit_chain_verify()` over those events vs. streaming the same rows.
   lockout count   the failed-login count behind account lockout vs. a plain count of the same
                   user's events.
+  site list       GET of the site list with `--sites` sites vs. GET of the home page.
+  site page       GET of a site page whose timeline holds `--events` audit events vs. the home
+                  page. Both pages' queries are also counted at a tenth of the size and at full
+                  size: equal counts print FIXED, else GROWS (design §8). See tests/bench/sites.py.
 """
 
 from __future__ import annotations
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "2000")))
     parser.add_argument("--repeats", type=int, default=3, help="Best-of for read cases.")
+    parser.add_argument("--sites", type=int, default=1000, help="Sites on the site list.")
+    parser.add_argument("--events", type=int, default=10000, help="Events on a site's timeline.")
+    parser.add_argument("--page-repeats", type=int, default=7, help="Median of for page GETs.")
     args = parser.parse_args(argv)
 
     django.setup()
@@ -126,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         connection.settings_dict["TEST"]["NAME"] = f"test_{connection.settings_dict['NAME']}_bench"
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    from tests.bench.sites import run_site_pages
+
     try:
         started = time.perf_counter()
         results = _run(args.n, args.repeats)
+        pages = run_site_pages(sites=args.sites, events=args.events, repeats=args.page_repeats)
+        results += pages.results
         elapsed = time.perf_counter() - started
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
@@ -153,6 +166,23 @@ def main(argv: list[str] | None = None) -> int:
     print(line(tuple("-" * w for w in widths)))
     for row in rows:
         print(line(row))
+
+    print(
+        "\nQueries per page at a tenth of the size and at full size; FIXED = equal (design §8).\n"
+    )
+    q_header = ("page", "n", "queries", "n", "queries", "verdict")
+    q_rows = [
+        (q.case, str(q.small_n), str(q.small), str(q.large_n), str(q.large), q.verdict)
+        for q in pages.queries
+    ]
+    widths = [max(len(r[i]) for r in [q_header, *q_rows]) for i in range(len(q_header))]
+    print(line(q_header).rstrip())
+    print(line(tuple("-" * w for w in widths)))
+    for q_row in q_rows:
+        print(line(q_row))
+    print()
+    for note in pages.notes:
+        print(note)
     return 0
 
 

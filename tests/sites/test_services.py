@@ -10,6 +10,7 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 from django.utils import timezone
 
 from controlsite import gates
@@ -23,7 +24,11 @@ from controlsite.errors import (
 )
 from controlsite.notifications.models import Notification
 from controlsite.signatures.models import ElectronicSignature
-from controlsite.signatures.services import SignatureCredentials, SignatureRefusedError
+from controlsite.signatures.services import (
+    SignatureCredentials,
+    SignatureRefusedError,
+    signature_is_valid,
+)
 from sites import services
 from sites.choices import (
     ACTION_TRANSITIONS,
@@ -104,15 +109,28 @@ def test_every_allowed_transition(persona, django_capture_on_commit_callbacks, s
         sig = ElectronicSignature.objects.latest("id")
         assert ElectronicSignature.objects.count() == before_sigs + 1
         assert event.signature == sig
-        assert (sig.meaning, sig.target_id, sig.printed_name) == (
+        change = site.status_changes.order_by("-id")[0]
+        assert (sig.meaning, sig.target_type, sig.target_id, sig.printed_name) == (
             "approved",
-            str(site.pk),
+            "sites.sitestatuschange",
+            str(change.pk),
             "Quinn Adams",
         )
+        assert (change.from_status, change.to_status) == (source, target)
     else:
         assert event.signature is None
     # The history row carries the reason too.
     assert site.history.latest("history_id").history_change_reason == "because the test says so"
+    # Later steps never invalidate a signature: it binds to the step, not to the site row.
+    if target != SiteStatus.CEASED:
+        services.site_transition(
+            actor=qa,
+            site=site,
+            action=SiteAction.CEASE,
+            reason="later step",
+            credentials=creds(qa),
+        )
+    assert all(signature_is_valid(s) for s in ElectronicSignature.objects.all())
 
 
 @pytest.mark.parametrize(("status", "action"), REFUSED, ids=[f"{s}-{a}" for s, a in REFUSED])
@@ -659,3 +677,32 @@ def test_equipment_and_audits_are_recorded_with_their_history(persona):
 def test_the_paths_used_by_these_tests_reach_every_status():
     assert set(PATH_TO) == set(SiteStatus)
     assert PASSWORD
+
+
+def test_qa_is_reminded_once_a_day_of_due_and_overdue_mhra_notifications(persona, settings):
+    from sites.tasks import regulatory_notifications_remind
+
+    settings.REGULATORY_NOTIFICATION_DUE_DAYS = {"site_suspended": 0}
+    qa, operator = persona("qa"), persona("operator")
+    make_site(qa, "REM1", SiteStatus.SUSPENDED)  # due today
+    assert regulatory_notifications_remind.apply().get() == 1
+    assert regulatory_notifications_remind.apply().get() == 0  # already reminded today
+    notice = Notification.objects.get(recipient=qa)
+    assert notice.subject.startswith("MHRA notification due: Site suspended: REM1")
+    assert notice.link == reverse("sites:notifications")
+    assert not Notification.objects.filter(recipient=operator).exists()
+    tomorrow = timezone.localdate() + dt.timedelta(days=2)
+    assert services.regulatory_notifications_remind(today=tomorrow) == 1
+    assert Notification.objects.filter(recipient=qa, subject__contains="overdue").exists()
+
+
+def test_a_ceased_sites_onboarding_is_closed(persona):
+    qa = persona("qa")
+    site = make_site(qa, "CLOSED", SiteStatus.CEASED)
+    item = site.checklist.first()
+    assert item is not None
+    with pytest.raises(TransitionNotAllowedError) as excinfo:
+        services.checklist_item_attach_evidence(
+            actor=qa, item=item, reference="late", reason="after cessation"
+        )
+    assert excinfo.value.code == "site_ceased"

@@ -1,9 +1,16 @@
-"""`manage.py demo_setup`: the demo accounts `make demo` signs in with.
+"""`manage.py demo_setup`: the demo accounts `make demo` signs in with, and the demo sites.
 
 Creates one person per role of design §1 through the accounts services (so every account, role
 grant and enrolment is an audit event with the reason "demo data"), a TOTP authenticator for the
-roles that need a second factor, and one API token for the integrator. Running it again changes
-nothing that is already there and creates no duplicates.
+roles that need a second factor, and one API token for the integrator.
+
+Then every app's demo data, from the kernel's demo registry (`controlsite.demo`): each app
+registers a loader in `AppConfig.ready()` that acts through its own services as the demo person
+whose role would do the work (the sites app: the Control Site and twelve sites in every status).
+All of it is one transaction under the reason "demo data".
+
+Running it again changes nothing that is already there and creates no duplicates: people are
+keyed on usernames, and each loader keys its records likewise (sites on their codes).
 
 The password and the TOTP keys are published in the README: this command refuses to run in
 production.
@@ -12,9 +19,11 @@ production.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from controlsite import demo
 from controlsite.accounts import permissions
 from controlsite.accounts.models import User
 from controlsite.accounts.roles import Role
@@ -32,9 +42,10 @@ from controlsite.api.tokens import api_token_create
 from controlsite.audit.context import audit_context
 from controlsite.audit.events import KernelEvent
 from controlsite.audit.services import audit_event_record
+from controlsite.demo import DEMO_PASSWORD, DEMO_REASON
+from controlsite.errors import ApplicationError
 
-DEMO_PASSWORD = "ControlSite-demo-2026"  # noqa: S105  (published demo credential, refused in production)
-REASON = "demo data"
+REASON = DEMO_REASON
 INSPECTOR_ACCESS = dt.timedelta(days=90)
 INTEGRATOR_LABEL = "demo integrator"
 DEVICE_NAME = "demo authenticator"
@@ -90,14 +101,26 @@ class Command(BaseCommand):
                 "demo_setup creates accounts with a published password; it is refused in "
                 "production. Run it with CONTROLSITE_ENV=development (as `make demo` does)."
             )
+        # The console e-mail backend of a development setup would print the alerts that a
+        # suspension or cessation sends between the lines of the report: keep them aside.
+        mail = io.StringIO()
         with (
+            contextlib.redirect_stdout(mail),
             audit_context(reason=REASON, origin="manage.py demo_setup"),
             transaction.atomic(),
         ):
             rows = [self._person(person) for person in DEMO_PEOPLE]
             devices = self._authenticators()
             token_secret = self._integrator_token()
-        self._report(rows, devices, token_secret, show_secrets=not options["quiet_secrets"])
+            sections = [self._load(loader) for loader in demo.loaders()]
+        self._report(
+            rows,
+            devices,
+            token_secret,
+            sections,
+            show_secrets=not options["quiet_secrets"],
+            mailed=bool(mail.getvalue()),
+        )
 
     #
     # Writes (each through a service, or audited here where no service exists)
@@ -167,6 +190,13 @@ class Command(BaseCommand):
         )
         return secret
 
+    @staticmethod
+    def _load(loader: demo.DemoLoader) -> demo.DemoSection:
+        try:
+            return loader.load()
+        except ApplicationError as exc:
+            raise CommandError(f"The {loader.name} demo data could not be made: {exc}") from exc
+
     #
     # Output
     #
@@ -176,8 +206,10 @@ class Command(BaseCommand):
         rows: list[tuple[DemoPerson, str]],
         devices: list[tuple[User, TOTPDevice, bool]],
         token_secret: str | None,
+        sections: list[demo.DemoSection],
         *,
         show_secrets: bool,
+        mailed: bool,
     ) -> None:
         out = self.stdout
         mfa_users = {user.username for user, _, _ in devices}
@@ -206,6 +238,17 @@ class Command(BaseCommand):
         for row in table:
             out.write(line(row).rstrip())
         out.write("")
+        for section in sections:
+            out.write(self.style.MIGRATE_HEADING(section.title))
+            for text in section.lines:
+                out.write(text)
+            out.write("")
+        if mailed:
+            out.write(
+                "  The notices this demo data raised (e.g. a site suspended) were also e-mailed\n"
+                "  to the demo users by the console e-mail backend; not shown here."
+            )
+            out.write("")
         if devices:
             out.write(self.style.MIGRATE_HEADING("Second factor (TOTP) for QP and administrator"))
             out.write(

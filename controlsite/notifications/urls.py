@@ -1,0 +1,11 @@
+from django.urls import path
+
+from controlsite.notifications import views
+
+app_name = "notifications"
+
+urlpatterns = [
+    path("", views.notification_list, name="list"),
+    path("<int:pk>/read/", views.notification_read, name="read"),
+    path("<int:pk>/open/", views.notification_open, name="open"),
+]
