@@ -165,7 +165,12 @@ def regulatory_notifications_visible_to(user: Any) -> QuerySet[RegulatoryNotific
     """The MHRA log is the Control Site's: QA, QPs and inspectors."""
     if not permissions.user_can(user, Capability.VIEW_ALL_SITES):
         return RegulatoryNotification.objects.none()
-    return RegulatoryNotification.objects.select_related("site", "sent_by")
+    qs = RegulatoryNotification.objects.select_related("site", "sent_by")
+    limit = token_site_limit(user)
+    if limit is not None:
+        # A token limited to some sites sees their notices, not the Control Site's own.
+        qs = qs.filter(site__code__in=limit)
+    return qs
 
 
 def control_site() -> ControlSite | None:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from controlsite.accounts import permissions
 from controlsite.accounts.models import User
 from controlsite.accounts.roles import Capability, Role
+from controlsite.accounts.scope import token_site_limit
 from controlsite.audit.context import audit_context
 from controlsite.audit.services import audit_event_record
 from controlsite.errors import (
@@ -225,6 +226,11 @@ def site_register(
     _require_qa(actor, "register a site")
     reason = _require_reason(reason)
     site_code_validator(code)
+    limit = token_site_limit(actor)
+    if limit is not None and code not in limit:
+        raise PermissionRefusedError(
+            "This token is limited to other sites.", code="token_site_limit"
+        )
     if kind not in SiteKind.values:
         raise ApplicationError(f"Unknown kind {kind!r}.", code="invalid_kind")
     try:

@@ -38,6 +38,20 @@ class StrictSerializerMixin:
             raise serializers.ValidationError(
                 {name: ["Unknown or read-only field."] for name in unknown}, code="unknown_field"
             )
+        # Text fields take JSON strings only: DRF would turn 123 into "123", but the OpenAPI
+        # document says string, so a number is refused like any other wrong type.
+        not_text = sorted(
+            name
+            for name, field in fields.items()
+            if isinstance(field, serializers.CharField)
+            and not field.read_only
+            and data.get(name) is not None
+            and not isinstance(data[name], str)
+        )
+        if not_text:
+            raise serializers.ValidationError(
+                {name: ["Must be a string."] for name in not_text}, code="invalid"
+            )
         return super().to_internal_value(data)  # type: ignore[misc]
 
 

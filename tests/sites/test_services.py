@@ -706,3 +706,18 @@ def test_a_ceased_sites_onboarding_is_closed(persona):
             actor=qa, item=item, reference="late", reason="after cessation"
         )
     assert excinfo.value.code == "site_ceased"
+
+
+def test_a_site_limited_token_sees_only_its_sites_mhra_notices_and_registers_no_other(persona):
+    from sites.selectors import regulatory_notifications_visible_to
+
+    qa = persona("qa")
+    make_site(qa, "LIMA", SiteStatus.SUSPENDED)
+    make_site(qa, "LIMB", SiteStatus.SUSPENDED)
+    limit_to_token_sites(qa, ["LIMB"])
+    codes = {n.site.code for n in regulatory_notifications_visible_to(qa) if n.site}
+    assert codes == {"LIMB"}
+    with pytest.raises(PermissionRefusedError):
+        services.site_register(
+            actor=qa, code="LIMC", name="x", kind=SiteKind.TESTING_LAB, reason="outside the token"
+        )
