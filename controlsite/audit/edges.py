@@ -33,19 +33,27 @@ class ReasonForChangeForm(forms.Form):
         return str(self.cleaned_data["reason"]).strip()
 
 
+class ReasonForChangeModelForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The admin's change form, with the reason for change it must carry."""
+
+    reason = forms.CharField(
+        label=_("Reason for change"),
+        max_length=500,
+        help_text=_("Recorded in the audit trail."),
+    )
+
+
 class ReasonForChangeAdminMixin:
     """Admin: adds a required reason to the change form and records it on the history row."""
 
     reason_field_name = "reason"
+    form = ReasonForChangeModelForm
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):  # type: ignore[no-untyped-def]
-        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
-        form.base_fields[self.reason_field_name] = forms.CharField(
-            label=_("Reason for change"),
-            max_length=500,
-            help_text=_("Recorded in the audit trail."),
-        )
-        return form
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_fields(request, obj))  # type: ignore[misc]
+        if self.reason_field_name not in fields:
+            fields.append(self.reason_field_name)
+        return fields
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         reason = form.cleaned_data[self.reason_field_name]

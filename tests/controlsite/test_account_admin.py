@@ -184,7 +184,9 @@ def test_the_django_admin_records_the_reason_typed_for_a_change(persona):
     qa = persona("qa")
     client = login(Client(), _superuser())
     url = reverse("admin:controlsite_user_change", args=[qa.pk])
-    assert client.get(url).status_code == 200
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'name="reason"' in page.content.decode()  # the reason box is on the form
     refused = client.post(url, {"first_name": "Quinn", "last_name": "Adams", "email": "q@x.test"})
     assert refused.status_code == 200  # the form comes back: the reason is missing
     assert User.objects.get(pk=qa.pk).email == "qa@example.test"
