@@ -42,6 +42,13 @@ def notification_mark_read(*, notice: Notification, reader: User) -> None:
     notice.save(update_fields=["read_at"])
 
 
+def notifications_mark_all_read(*, reader: User) -> int:
+    """Mark every unread notice of `reader` read; returns how many (not GMP data: one UPDATE)."""
+    return Notification.objects.filter(recipient=reader, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+
+
 def notification_email_send(*, notice_id: int) -> bool:
     """Send the notice's e-mail once. Idempotent: a re-run of a sent notice does nothing."""
     from django.conf import settings

@@ -7,5 +7,6 @@ app_name = "notifications"
 urlpatterns = [
     path("", views.notification_list, name="list"),
     path("<int:pk>/read/", views.notification_read, name="read"),
+    path("read-all/", views.notification_read_all, name="read_all"),
     path("<int:pk>/open/", views.notification_open, name="open"),
 ]

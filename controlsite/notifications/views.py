@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from controlsite.accounts.http import request_user
 from controlsite.notifications.models import Notification
-from controlsite.notifications.services import notification_mark_read
+from controlsite.notifications.services import notification_mark_read, notifications_mark_all_read
 
 PAGE_SIZE = 50
 
@@ -57,6 +57,13 @@ def notification_read(request: HttpRequest, pk: int) -> HttpResponse:
     if request.POST.get("show") == "unread":
         back += "?show=unread"
     return redirect(f"{back}#notices")
+
+
+@login_required
+@require_POST
+def notification_read_all(request: HttpRequest) -> HttpResponse:
+    notifications_mark_all_read(reader=request_user(request))
+    return redirect(reverse("notifications:list"))
 
 
 @login_required

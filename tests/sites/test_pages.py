@@ -475,6 +475,25 @@ def test_everyone_marks_their_own_notice_read(persona, browser_as, who, expected
     assert (notice.read_at is not None) == (who != ANON)
 
 
+NOTICE_READ_ALL = Matrix("page:notifications-read-all-post", only({}, others=302, anonymous=302))
+
+
+@pytest.mark.parametrize(("who", "expected"), NOTICE_READ_ALL.cases())
+def test_everyone_marks_all_their_own_notices_read_and_no_one_elses(
+    persona, browser_as, who, expected
+):
+    owner = persona("qa" if who == ANON else who)
+    other = persona("inspector" if who != "inspector" else "qp")
+    mine = notify(recipients=[owner], subject="one") + notify(recipients=[owner], subject="two")
+    (theirs,) = notify(recipients=[other], subject="not yours")
+    assert browser_as(who).post(reverse("notifications:read_all")).status_code == expected
+    for notice in mine:
+        notice.refresh_from_db()
+        assert (notice.read_at is not None) == (who != ANON)
+    theirs.refresh_from_db()
+    assert theirs.read_at is None
+
+
 @pytest.mark.parametrize(
     "name",
     [
