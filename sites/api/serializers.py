@@ -128,6 +128,19 @@ class SiteSignedActionSerializer(SignatureInputSerializer):
     meaning = SignatureInputSerializer.meaning_field(SignatureMeaning.APPROVED)
 
 
+class SiteEvidenceSerializer(SiteInputSerializer):
+    """Evidence for an onboarding checklist item, by reference (a document number or location)."""
+
+    reference = serializers.CharField(max_length=300)
+    reason = _reason_field()
+
+
+class SiteSignOffSerializer(SignatureInputSerializer):
+    """Control Site QA signs a checklist item off with the meaning `verified`."""
+
+    meaning = SignatureInputSerializer.meaning_field(SignatureMeaning.VERIFIED)
+
+
 #
 # Sites
 #

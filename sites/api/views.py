@@ -38,17 +38,20 @@ from sites.api.serializers import (
     SiteAuditFindingCreateSerializer,
     SiteAuditFindingSerializer,
     SiteAuditSerializer,
+    SiteChecklistItemSerializer,
     SiteCreateSerializer,
     SiteDetailSerializer,
     SiteEquipmentCreateSerializer,
     SiteEquipmentSerializer,
     SiteEquipmentUpdateSerializer,
+    SiteEvidenceSerializer,
     SiteMembershipCreateSerializer,
     SiteMembershipSerializer,
     SiteMoveSerializer,
     SiteReasonSerializer,
     SiteSerializer,
     SiteSignedActionSerializer,
+    SiteSignOffSerializer,
     SiteUpdateSerializer,
 )
 from sites.choices import SIGNED_ACTIONS, ChecklistItemStatus, SiteAction
@@ -402,6 +405,72 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
             reason=reason,
         )
         return Response(self._detail(site))
+
+    def _checklist_item(self, key: str) -> OnboardingItem:
+        site = self.get_object()
+        item: OnboardingItem | None = site.checklist.filter(key=key).first()
+        if item is None:
+            raise exceptions.NotFound("No such checklist item at this site.")
+        return item
+
+    @extend_schema(
+        summary="Attach evidence to an onboarding checklist item (by reference)",
+        description="Records where the evidence is (a document number or location) while the "
+        "item is open. Files are uploaded on the site's page. 409 `item_signed_off` once the "
+        "item is signed off." + _STEP_NOTE,
+        request=SiteEvidenceSerializer,
+        responses={200: SiteChecklistItemSerializer},
+        examples=[
+            OpenApiExample(
+                "IQ/OQ reports filed",
+                value={
+                    "reference": "QMS-VAL-2026-031 (IQ/OQ reports)",
+                    "reason": "Reports approved by QA.",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"checklist/(?P<key>[a-z0-9-]{1,50})/evidence",
+    )
+    def checklist_evidence(
+        self, request: Request, code: str | None = None, key: str = ""
+    ) -> Response:
+        data = _input(SiteEvidenceSerializer, request).validated_data
+        item = services.checklist_item_attach_evidence(
+            actor=request.user,  # type: ignore[arg-type]
+            item=self._checklist_item(key),
+            reference=data["reference"],
+            reason=data["reason"],
+        )
+        return Response(SiteChecklistItemSerializer(item).data)
+
+    @extend_schema(
+        summary="Sign an onboarding checklist item off",
+        description="Control Site QA's e-signature with the meaning `verified`; the item needs "
+        "evidence first (409 `evidence_required`)." + _SIGNED_NOTE + _STEP_NOTE,
+        request=SiteSignOffSerializer,
+        responses={200: SiteChecklistItemSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"checklist/(?P<key>[a-z0-9-]{1,50})/sign-off",
+    )
+    def checklist_sign_off(
+        self, request: Request, code: str | None = None, key: str = ""
+    ) -> Response:
+        signed = _input(SiteSignOffSerializer, request)
+        item = services.checklist_item_sign_off(
+            actor=request.user,  # type: ignore[arg-type]
+            item=self._checklist_item(key),
+            credentials=signed.credentials(),
+            reason=signed.validated_data["reason"],
+        )
+        return Response(SiteChecklistItemSerializer(item).data)
 
 
 #
