@@ -626,6 +626,28 @@ def checklist_item_attach_evidence(
     if upload is None and not reference:
         raise ApplicationError("Upload a file or give a reference.", code="evidence_required")
     sha = _check_evidence(upload) if upload is not None else ""
+    # The file goes to storage before the transaction, so no row lock is held during slow I/O;
+    # if the transaction then fails, the stored file is removed again.
+    stored = ""
+    field = OnboardingItem._meta.get_field("evidence_file")
+    if upload is not None:
+        stored = field.storage.save(
+            field.generate_filename(item, upload.name or "evidence"),
+            upload,
+        )
+    try:
+        return _attach_evidence(
+            actor=actor, item=item, reason=reason, stored=stored, sha=sha, reference=reference
+        )
+    except BaseException:
+        if stored:
+            field.storage.delete(stored)
+        raise
+
+
+def _attach_evidence(
+    *, actor: User, item: OnboardingItem, reason: str, stored: str, sha: str, reference: str
+) -> OnboardingItem:
     with transaction.atomic(), audit_context(reason=reason):
         locked = (
             OnboardingItem.objects.select_for_update(of=("self",))
@@ -641,8 +663,8 @@ def checklist_item_attach_evidence(
                 "The site has ceased; its onboarding is closed.", code="site_ceased"
             )
         fields = ["updated_at"]
-        if upload is not None:
-            locked.evidence_file.save(upload.name or "evidence", upload, save=False)
+        if stored:
+            locked.evidence_file.name = stored
             locked.evidence_sha256 = sha
             fields += ["evidence_file", "evidence_sha256"]
         if reference:

@@ -10,8 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
-from django.core.mail import send_mail
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from controlsite.accounts import permissions
@@ -26,6 +26,7 @@ from controlsite.audit.events import (
 from controlsite.audit.models import AuditEvent
 from controlsite.audit.services import audit_event_record, record_label
 from controlsite.errors import ApplicationError, ConflictError, PermissionRefusedError
+from controlsite.notifications.services import notify
 
 #
 # Users and roles
@@ -238,31 +239,24 @@ def _lock(user: User) -> None:
             reason=reason,
             as_system=True,
         )
-    recipients = list(
-        User.objects.filter(
-            pk__in=RoleGrant.objects.filter(permissions.live_grants_q(), role=Role.SYSADMIN).values(
-                "user_id"
-            ),
-            is_active=True,
-        )
-        .exclude(email="")
-        .values_list("email", flat=True)
-        .distinct()
+    administrators = User.objects.filter(
+        pk__in=RoleGrant.objects.filter(permissions.live_grants_q(), role=Role.SYSADMIN).values(
+            "user_id"
+        ),
+        is_active=True,
     )
-    if recipients:
-        # ES-08: attempted misuse is reported at once, after the lock is committed.
-        transaction.on_commit(
-            lambda: send_mail(
-                subject=f"[Control Site QMS] Account locked: {user.get_username()}",
-                message=(
-                    f"The account {user.get_username()} ({user.printed_name}) was locked at "
-                    f"{user.locked_at:%Y-%m-%d %H:%M:%S %Z} after {reason}."
-                ),
-                from_email=settings.DEFAULT_FROM_EMAIL,
-                recipient_list=recipients,
-                fail_silently=True,
-            )
-        )
+    # ES-08: attempted misuse is reported at once — an in-app notice and an e-mail to every
+    # administrator, sent by the notifications service once the lock is committed.
+    notify(
+        recipients=administrators,
+        subject=f"Account locked: {user.get_username()}",
+        body=(
+            f"The account {user.get_username()} ({user.printed_name}) was locked at "
+            f"{timezone.localtime(user.locked_at):%Y-%m-%d %H:%M:%S %Z} after {reason}."
+        ),
+        link=reverse("accounts:user_detail", args=[user.pk]),
+        severity="block",
+    )
 
 
 def user_unlock(*, user: User, unlocked_by: User | None, reason: str) -> None:

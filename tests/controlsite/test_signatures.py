@@ -202,6 +202,9 @@ def test_es08_a_wrong_signature_password_is_recorded_and_counts_toward_lockout(
     assert AuditEvent.objects.filter(event_type=KernelEvent.LOCKED, target_id=str(qa.pk)).exists()
     # Attempted misuse is reported at once to the administrators.
     assert any(admin.email in m.to for m in mail.outbox)
+    from controlsite.notifications.models import Notification
+
+    assert Notification.objects.filter(recipient=admin, subject="Account locked: qa").exists()
     # Locked: even the right password cannot sign now.
     with pytest.raises(SignatureRefusedError) as excinfo:
         review(qa)

@@ -721,3 +721,17 @@ def test_a_site_limited_token_sees_only_its_sites_mhra_notices_and_registers_no_
         services.site_register(
             actor=qa, code="LIMC", name="x", kind=SiteKind.TESTING_LAB, reason="outside the token"
         )
+
+
+def test_a_file_stored_for_a_refused_change_is_removed_again(persona, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    qa = persona("qa")
+    item = make_site(qa, "EVI3").checklist.first()
+    assert item is not None
+    services.checklist_item_attach_evidence(actor=qa, item=item, reference="R", reason="filed")
+    services.checklist_item_sign_off(actor=qa, item=item, credentials=creds(qa), reason="ok")
+    with pytest.raises(TransitionNotAllowedError):
+        services.checklist_item_attach_evidence(
+            actor=qa, item=item, reason="late", upload=SimpleUploadedFile("late.pdf", PDF)
+        )
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
