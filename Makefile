@@ -21,6 +21,8 @@ MANAGE := $(BIN)/python manage.py
 
 # `make test ARGS="-k certify -x"` passes ARGS to pytest.
 ARGS ?=
+# The suite runs on every core (pytest-xdist, one test database per worker); 0 runs it in one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: help install demo serve totp test fuzz lint bench lock clean-demo
 
@@ -29,7 +31,7 @@ help: ## List the targets
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo
-	@echo "  Variables: ARGS (pytest arguments), USER (for totp), DEMO_PORT, DEMO_DATABASE_URL"
+	@echo "  Variables: ARGS (pytest arguments), TEST_WORKERS, USER (for totp), DEMO_PORT, DEMO_DATABASE_URL"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,14 +63,14 @@ totp: $(STAMP) ## Print a demo user's current TOTP code: make totp USER=qp
 	@$(DEMO_ENV) $(MANAGE) totp_code "$(USER)"
 
 test: $(STAMP) ## Run the test suite (DATABASE_URL / CELERY_BROKER_URL pick PostgreSQL / a real worker)
-	@rc=0; $(BIN)/pytest -p no:playwright $(ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest -p no:playwright -n $(TEST_WORKERS) $(ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 		echo "make test: pytest collected no tests (exit 5). Check the path or -k expression in ARGS." >&2; \
 	fi; \
 	exit $$rc
 
 fuzz: $(STAMP) ## Fuzz every API operation with fresh random inputs (FUZZ_EXAMPLES, default 300)
-	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/pytest -p no:playwright \
+	FUZZ_RANDOM=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/pytest -p no:playwright -n $(TEST_WORKERS) \
 		tests/controlsite/test_api_fuzz.py $(ARGS)
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy

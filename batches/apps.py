@@ -1,3 +1,6 @@
+"""Batch records and QP certification: templates, batches, steps, results, the QP's decision
+and supply records (design §3 and §5)."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -6,3 +9,26 @@ class BatchesConfig(AppConfig):
     name = "batches"
     verbose_name = _("Batches")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from batches import gates as batch_gates
+        from batches.demo import load_demo_batches
+        from batches.events import LABELS, WEBHOOK_DESCRIPTIONS
+        from batches.panels import batches_panel
+        from controlsite import dashboard, demo, gates
+        from controlsite.audit.events import register_event_labels
+        from controlsite.webhooks.registry import register_event_type
+
+        register_event_labels(LABELS)
+        for event_type, description in WEBHOOK_DESCRIPTIONS.items():
+            register_event_type(event_type, description)
+        gates.register("batches.template_approved", batch_gates.template_approved)
+        gates.register("batches.record_complete", batch_gates.record_complete)
+        gates.register("batches.specifications_met", batch_gates.specifications_met)
+        gates.register("batches.not_expired", batch_gates.not_expired)
+        dashboard.register(
+            dashboard.Panel(
+                "batches", "Batches", "batches/panels/_overview.html", batches_panel, 20
+            )
+        )
+        demo.register(demo.DemoLoader("batches", load_demo_batches, order=30))

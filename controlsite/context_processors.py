@@ -19,5 +19,6 @@ def shell(request: HttpRequest) -> dict[str, Any]:
         "can_view_audit": bool(user) and permissions.user_can(user, Capability.VIEW_AUDIT_TRAIL),
         "is_administrator": bool(user) and permissions.user_is_administrator(user),
         "sees_all_sites": bool(user) and permissions.user_can(user, Capability.VIEW_ALL_SITES),
+        "can_certify": bool(user) and permissions.user_can(user, Capability.CERTIFY_BATCH),
         "current_site_codes": scope.user_site_codes(user),
     }

@@ -37,3 +37,20 @@ class ConflictError(ApplicationError):
 
     status_code = 409
     default_code = "conflict"
+
+
+REASON_MAX = 2000
+
+
+def require_reason(reason: str) -> str:
+    """The reason for a change to GMP data, trimmed; refused when empty or over the limit —
+    never cut short silently (ALCOA, design §4)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("Give a reason for this change.", code="reason_required")
+    if len(reason) > REASON_MAX:
+        raise ApplicationError(
+            f"The reason is {len(reason):,} characters; the limit is {REASON_MAX:,}.",
+            code="too_long",
+        )
+    return reason

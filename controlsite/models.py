@@ -7,6 +7,12 @@ from controlsite.background.models import WorkerHeartbeat
 from controlsite.base_models import TimeStampedModel
 from controlsite.notifications.models import Notification
 from controlsite.signatures.models import ElectronicSignature
+from controlsite.webhooks.models import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookSubscription,
+)
 
 __all__ = [
     "ApiToken",
@@ -18,5 +24,9 @@ __all__ = [
     "RoleGrant",
     "TimeStampedModel",
     "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookSubscription",
     "WorkerHeartbeat",
 ]

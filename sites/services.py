@@ -29,6 +29,7 @@ from controlsite.errors import (
     ConflictError,
     PermissionRefusedError,
     TransitionNotAllowedError,
+    require_reason,
 )
 from controlsite.notifications.services import notify
 from controlsite.signatures.models import ElectronicSignature, SignatureMeaning
@@ -79,12 +80,6 @@ def _require_qa(actor: User, what: str) -> None:
     )
 
 
-def _require_reason(reason: str) -> str:
-    if not reason or not reason.strip():
-        raise ApplicationError("A reason is required.", code="reason_required")
-    return reason.strip()
-
-
 def _site_url(site: Site) -> str:
     return reverse("sites:detail", args=[site.code])
 
@@ -106,7 +101,7 @@ def control_site_save(
     reason: str,
 ) -> ControlSite:
     _require_qa(actor, "change the Control Site record")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if not (scope_poc or scope_mm):
         raise ApplicationError("The licence covers POC, MM or both.", code="scope_required")
     with transaction.atomic(), audit_context(reason=reason):
@@ -143,7 +138,7 @@ def _snapshot(obj: Any, fields: list[str]) -> dict[str, Any]:
 def named_qp_add(*, actor: User, user: User, reason: str) -> NamedQP:
     """Name a QP on the licence; the MHRA must be told (RP-08)."""
     _require_qa(actor, "name a QP")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if not permissions.has_role(user, Role.QP):
         raise ApplicationError(f"{user} does not hold the QP role.", code="not_a_qp")
     with transaction.atomic(), audit_context(reason=reason):
@@ -173,7 +168,7 @@ def named_qp_add(*, actor: User, user: User, reason: str) -> NamedQP:
 
 def named_qp_remove(*, actor: User, naming: NamedQP, reason: str) -> None:
     _require_qa(actor, "remove a named QP")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     with transaction.atomic(), audit_context(reason=reason):
         locked = NamedQP.objects.select_for_update().get(pk=naming.pk)
         if locked.named_until is not None:
@@ -224,7 +219,7 @@ def site_register(
 ) -> Site:
     """Register a proposed site with its onboarding checklist. The code is final."""
     _require_qa(actor, "register a site")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     site_code_validator(code)
     limit = token_site_limit(actor)
     if limit is not None and code not in limit:
@@ -293,7 +288,7 @@ def site_register(
 def site_update(*, actor: User, site: Site, reason: str, changes: dict[str, Any]) -> Site:
     """Change a site's particulars. The code never changes (it is in every batch number)."""
     _require_qa(actor, "change a site")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if "code" in changes and changes["code"] != site.code:
         raise ApplicationError(
             "A site's code never changes: it is part of every batch number.",
@@ -345,7 +340,7 @@ def site_move(
 ) -> SiteMove:
     """Record a modular unit's move (a dated history of locations)."""
     _require_qa(actor, "move a site")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if not location.strip():
         raise ApplicationError("Give the new location.", code="location_required")
     with transaction.atomic(), audit_context(reason=reason):
@@ -397,7 +392,7 @@ def site_transition(
     Leaving `active` stops manufacture at once (`site_can_manufacture`).
     """
     _require_qa(actor, f"{SiteAction(action).label.lower()} a site")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     signed = action in SIGNED_ACTIONS
     if signed and credentials is None:
         raise ApplicationError(
@@ -515,7 +510,7 @@ def membership_add(
 ) -> SiteMembership:
     """Give a person a role at a site: from now on they see and work on its records."""
     _require_qa(actor, "change who works at a site")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if role not in SiteRole.values:
         raise ApplicationError(f"Unknown site role {role!r}.", code="invalid_role")
     if permissions.user_is_administrator(user):
@@ -535,7 +530,7 @@ def membership_add(
 
 def membership_end(*, actor: User, membership: SiteMembership, reason: str) -> None:
     _require_qa(actor, "change who works at a site")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     with transaction.atomic(), audit_context(reason=reason):
         locked = (
             SiteMembership.objects.select_for_update(of=("self",))
@@ -621,7 +616,7 @@ def checklist_item_attach_evidence(
 ) -> OnboardingItem:
     """Attach evidence (a file, a reference or both) to an open checklist item."""
     _require_qa(actor, "record onboarding evidence")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     reference = reference.strip()
     if upload is None and not reference:
         raise ApplicationError("Upload a file or give a reference.", code="evidence_required")
@@ -692,7 +687,7 @@ def checklist_item_sign_off(
 ) -> OnboardingItem:
     """QA signs an item off ("verified") once it has evidence."""
     _require_qa(actor, "sign off onboarding")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     with signing_transaction(), audit_context(reason=reason):
         locked = (
             OnboardingItem.objects.select_for_update(of=("self",))
@@ -758,7 +753,7 @@ def equipment_add(
     next_due: dt.date | None = None,
 ) -> Equipment:
     _require_equipment_editor(actor, site)
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if qualification_status not in EquipmentStatus.values:
         raise ApplicationError("Unknown qualification status.", code="invalid_status")
     try:
@@ -794,7 +789,7 @@ def equipment_update(
     *, actor: User, equipment: Equipment, reason: str, changes: dict[str, Any]
 ) -> Equipment:
     _require_equipment_editor(actor, equipment.site)
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     allowed = {"name", "qualification_status", "next_due"}
     if set(changes) - allowed:
         raise ApplicationError(f"Only {sorted(allowed)} change.", code="not_updatable")
@@ -838,7 +833,7 @@ def site_audit_plan(
     lead_auditor: str = "",
 ) -> SiteAudit:
     _require_qa(actor, "plan a site audit")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     with transaction.atomic(), audit_context(reason=reason):
         audit = SiteAudit.objects.create(
             site=site,
@@ -862,7 +857,7 @@ def site_audit_complete(
     *, actor: User, audit: SiteAudit, done_on: dt.date, summary: str, reason: str
 ) -> SiteAudit:
     _require_qa(actor, "record a site audit")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if done_on > timezone.localdate():
         raise ApplicationError("An audit cannot be done in the future.", code="date_in_future")
     with transaction.atomic(), audit_context(reason=reason):
@@ -893,7 +888,7 @@ def audit_finding_add(
     *, actor: User, audit: SiteAudit, grade: FindingGrade, description: str, reason: str
 ) -> AuditFinding:
     _require_qa(actor, "record an audit finding")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if grade not in FindingGrade.values:
         raise ApplicationError("Grade a finding critical, major or minor.", code="invalid_grade")
     if not description.strip():
@@ -959,7 +954,7 @@ def regulatory_notification_mark_sent(
     reason: str,
 ) -> RegulatoryNotification:
     _require_qa(actor, "record an MHRA notification")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     if not reference.strip():
         raise ApplicationError("Give the MHRA reference.", code="reference_required")
     if sent_on > timezone.localdate():

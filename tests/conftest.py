@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -93,6 +94,73 @@ def as_persona(api_client_for: Callable[[str], APIClient]) -> Callable[[str], AP
         return APIClient() if who == ANON else api_client_for(who)
 
     return get
+
+
+# Rows the data migrations write. A transactional test (a live server, a PDF rendered outside
+# any transaction) flushes every table when it ends, these rows included, and
+# `serialized_rollback` cannot be relied on once a live-server test has run.
+MIGRATION_SEEDS = (
+    "sites.migrations.0002_default_checklist",
+    "masterfile.migrations.0002_default_sections",
+)
+
+
+def _seed_from_migrations() -> None:
+    import importlib
+
+    from django.apps import apps
+
+    from controlsite.audit.context import audit_context
+
+    with audit_context(reason="default rows of the data migrations"):
+        for module in MIGRATION_SEEDS:
+            importlib.import_module(module).forwards(apps, None)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """A kept test database (`--reuse-db`) was flushed by the last run's transactional tests:
+    put the data migrations' rows back once, before any test (idempotent)."""
+    with django_db_blocker.unblock():
+        _seed_from_migrations()
+
+
+@pytest.fixture
+def migration_seeds(transactional_db: None) -> None:
+    """Put the data migrations' rows back, as the migrations write them (idempotent)."""
+    _seed_from_migrations()
+
+
+BROKER = os.environ.get("CELERY_BROKER_URL", "")
+
+
+@pytest.fixture
+def real_worker() -> Iterator[None]:
+    """A real Celery worker, in a thread of this process, taking tasks from the Redis broker.
+
+    Skips without CELERY_BROKER_URL. The worker thread's database connection is closed after
+    each task: left open, it would be garbage-collected during some later test.
+    """
+    if not BROKER:
+        pytest.skip("needs CELERY_BROKER_URL (a real Redis broker)")
+    from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.db import connections
+
+    from controlsite.celery import app
+
+    def close_connections(**_: object) -> None:
+        connections.close_all()
+
+    task_postrun.connect(close_connections, weak=False)
+    app.conf.task_always_eager = False
+    app.conf.update(broker_url=BROKER)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            yield
+    finally:
+        app.conf.task_always_eager = True
+        task_postrun.disconnect(close_connections)
 
 
 __all__ = ["ALL_PERSONAS"]

@@ -57,6 +57,31 @@ def make_persona(name: str, *, username: str | None = None) -> User:
     return user
 
 
+# A code typed with less than this many seconds left in its 30 s step may have expired by the
+# time the server checks it (argon2 and a loaded CI machine take their time).
+TOTP_MARGIN_SECONDS = 10.0
+
+
+def unused_totp_code(user: User) -> str:
+    """A code the user's device has not accepted yet and that stays valid for at least
+    TOTP_MARGIN_SECONDS: a code is accepted once, and the device takes the steps `tolerance`
+    either side of now (after its learnt drift). Waits for the next step when every step in
+    the window is used."""
+    while True:
+        device = TOTPDevice.objects.get(user=user, confirmed=True)
+        elapsed = time.time() - device.t0
+        now = int(elapsed // device.step)
+        left = device.step - elapsed % device.step
+        oldest = now + device.drift - device.tolerance
+        newest = now + device.drift + device.tolerance
+        target = max(device.last_t + 1, oldest)
+        if target == oldest and left < TOTP_MARGIN_SECONDS:
+            target += 1  # the oldest step leaves the window at the next boundary
+        if target <= newest:
+            return totp_code(user, offset=target - now)
+        time.sleep(left + 0.05)
+
+
 def totp_code(user: User, *, offset: int = 0) -> str:
     """The code the user's authenticator shows now (offset in 30 s steps)."""
     device = TOTPDevice.objects.get(user=user, confirmed=True)
@@ -84,6 +109,6 @@ def signature_fields(user: User, **overrides: Any) -> dict[str, Any]:
         "reason": "reviewed for the test",
     }
     if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
-        fields["otp"] = totp_code(user)
+        fields["otp"] = unused_totp_code(user)
     fields.update(overrides)
     return fields

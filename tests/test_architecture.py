@@ -47,6 +47,22 @@ HISTORY_EXEMPT: dict[str, str] = {
     "controlsite.idempotencyrecord": "a transport-level replay cache, not GMP data",
     "controlsite.workerheartbeat": "operational liveness data, not GMP data",
     "controlsite.notification": "a message to a person; the GMP event that caused it is audited",
+    "controlsite.webhooksubscription": "integration configuration, not GMP data; its creation, "
+    "every change (old and new values) and its deactivation are audit events",
+    "controlsite.webhookevent": "an outbox row copying what an app reports; the change itself is "
+    "audited by the app that made it",
+    "controlsite.webhookdelivery": "a job row whose attempts and retries would flood history; "
+    "every attempt is its own WebhookAttempt row and a manual retry is an audit event",
+    "controlsite.webhookattempt": "append-only delivery log of HTTP requests, written once per "
+    "attempt, not GMP data",
+    "masterfile.masterfileexport": "a job row whose progress ticks would flood history; its "
+    "request, completion, failure and every download are audit events",
+    "batches.batchsequence": "a counter behind batch numbers; each number it gives is in the "
+    "batch's own history and its start event",
+    "batches.batchcertificate": "a job row like the master-file export; its request, "
+    "completion, failure and every download are audit events",
+    "batches.batchsignal": "an outbox row for the deviations app; what caused it (an "
+    "out-of-limit value, a failed result, a mismatch) is audited where it happened",
 }
 
 BULK_WRITES = {"update", "bulk_create", "bulk_update"}

@@ -2,4 +2,9 @@
 
 from rest_framework.routers import SimpleRouter
 
+from batches.api import views
+
 router = SimpleRouter()
+router.register("batch-templates", views.BatchTemplateViewSet, basename="batch-template")
+router.register("batches", views.BatchViewSet, basename="batch")
+router.register("supplies", views.SupplyViewSet, basename="supply")

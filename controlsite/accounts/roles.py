@@ -37,10 +37,12 @@ class Capability(StrEnum):
     USE_API = "use_api"
     MANAGE_OWN_TOKENS = "manage_own_tokens"
     MANAGE_ACCOUNTS = "manage_accounts"
+    MANAGE_WEBHOOKS = "manage_webhooks"
 
 
-# Segregation of duties (DI-03): the administrator manages accounts and nothing else; it never
-# holds SIGN, so it can never sign, approve or release.
+# Segregation of duties (DI-03): the administrator manages accounts and the webhook subscriptions
+# (where the system sends its notices; no GMP record changes) and nothing else; it never holds
+# SIGN, so it can never sign, approve or release.
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.CONTROL_SITE_QA: frozenset(
         {
@@ -52,6 +54,7 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             Capability.MANAGE_TRAINING,
             Capability.USE_API,
             Capability.MANAGE_OWN_TOKENS,
+            Capability.MANAGE_WEBHOOKS,
         }
     ),
     Role.QP: frozenset(
@@ -74,7 +77,7 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.INTEGRATOR: frozenset(
         {Capability.RECORD_MANUFACTURE, Capability.USE_API, Capability.MANAGE_OWN_TOKENS}
     ),
-    Role.SYSADMIN: frozenset({Capability.MANAGE_ACCOUNTS}),
+    Role.SYSADMIN: frozenset({Capability.MANAGE_ACCOUNTS, Capability.MANAGE_WEBHOOKS}),
 }
 
 # Roles whose holders only read: every unsafe request from them is refused.

@@ -6,6 +6,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from controlsite.accounts import permissions
 from controlsite.accounts.models import RoleGrant, User
+from controlsite.accounts.roles import Role
 
 
 def users_for_administration(*, query: str = "") -> QuerySet[User]:
@@ -27,3 +28,9 @@ def role_grants_of(user: User) -> QuerySet[RoleGrant]:
         .select_related("granted_by", "revoked_by")
         .order_by("-granted_at")
     )
+
+
+def users_holding(*roles: Role) -> QuerySet[User]:
+    """Active people holding any of `roles` now (a live, unexpired grant)."""
+    grants = RoleGrant.objects.filter(permissions.live_grants_q(), role__in=roles)
+    return User.objects.filter(is_active=True, pk__in=grants.values("user_id"))

@@ -55,6 +55,22 @@ class StrictSerializerMixin:
         return super().to_internal_value(data)  # type: ignore[misc]
 
 
+def validated_input(
+    serializer_class: type[serializers.BaseSerializer[Any]], request: Request
+) -> Any:
+    """The validated body. Writes parse it before fetching the record, so a malformed body is
+    a 400 whatever the record or the `If-Match` header says."""
+    data = serializer_class(data=request.data, context={"request": request})
+    data.is_valid(raise_exception=True)
+    return data
+
+
+def split_reason(data: Any) -> tuple[dict[str, Any], str]:
+    """The validated fields without `reason`, and the reason for the audit trail."""
+    fields = dict(data.validated_data)
+    return fields, fields.pop("reason")
+
+
 class StrictSerializer(StrictSerializerMixin, serializers.Serializer[Any]):
     pass
 

@@ -51,6 +51,25 @@ def problem(
     return body
 
 
+_NUL = "\x00"
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL character, in keys and strings, shown as U+FFFD.
+
+    Error bodies echo what the client sent (an unknown field's name, a refused choice); a NUL
+    in them could not be stored as the idempotent replay (PostgreSQL's jsonb refuses `\\u0000`)
+    and helps no reader.
+    """
+    if isinstance(value, str):
+        return value.replace(_NUL, "\ufffd") if _NUL in value else value
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(item) for item in value]
+    return value
+
+
 def _first_code(codes: Any) -> str:
     if isinstance(codes, str):
         return codes
@@ -112,7 +131,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     set_rollback()
     if isinstance(exc, exceptions.ValidationError):
-        errors = exc.detail
+        errors = without_nul(exc.detail)
         code = _first_code(exc.get_codes())
         body = problem(
             400,
@@ -127,7 +146,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         code = "malformed_json"
     elif isinstance(exc, exceptions.NotAuthenticated):
         code = "not_authenticated"
-    body = problem(status_code, code, str(exc.detail))
+    body = problem(status_code, code, without_nul(str(exc.detail)))
     return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlsite.api.auth import request_token
-from controlsite.api.errors import PROBLEM_CONTENT_TYPE, problem
+from controlsite.api.errors import PROBLEM_CONTENT_TYPE, problem, without_nul
 from controlsite.api.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -110,5 +110,6 @@ def settle(record: IdempotencyRecord, response: Response) -> None:
         return
     data: Any = response.data
     record.status_code = response.status_code
-    record.response_body = json.loads(json.dumps(data, default=str)) if data is not None else None
+    stored = json.loads(json.dumps(data, default=str)) if data is not None else None
+    record.response_body = without_nul(stored)
     record.save(update_fields=["status_code", "response_body"])

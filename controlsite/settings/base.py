@@ -309,6 +309,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 15 * 60)
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("CELERY_WORKER_MAX_TASKS_PER_CHILD", 50)
+# KiB. A worker process whose resident memory has grown past this is replaced once its current
+# task ends: one large PDF export (WeasyPrint keeps every laid-out page) must not leave a worker
+# holding that memory for the next hundred tasks. One master-file export peaks well under
+# 600 MB (tests/bench/masterfile.py), so the default leaves room for it.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 700_000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict[str, Any] = {
     "controlsite-health-ping": {
@@ -319,7 +324,29 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "sites.regulatory_notifications_remind",
         "schedule": 6 * 3600.0,
     },
+    "masterfile-review-reminders": {
+        "task": "masterfile.review_reminders",
+        "schedule": 6 * 3600.0,
+    },
+    # Sends pending webhook deliveries that are due: retries, and any whose message was lost.
+    "webhooks-deliver-due": {
+        "task": "webhooks.deliver_due",
+        "schedule": 60.0,
+    },
 }
+# Task modules outside `<app>.tasks` that workers must know (autodiscovery finds only those).
+CELERY_IMPORTS = ["controlsite.webhooks.tasks"]
+
+#
+# Webhooks (design §6; controlsite/webhooks/services.py)
+#
+
+# Seconds to wait for a receiver to connect and to answer, per attempt.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Attempts before a delivery is failed (then QA or the administrator may retry it).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6)
+# Production accepts only https receivers unless this is set (e.g. on a closed network).
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", default=False)
 
 #
 # Logging

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from controlsite.accounts.roles import Capability
-from controlsite.api.base import BaseViewSet
+from controlsite.api.base import BaseViewSet, split_reason, validated_input
 from sites import selectors, services
 from sites.api.filters import (
     EquipmentFilter,
@@ -89,19 +89,6 @@ _STEP_NOTE = (
     "\n\nOnly Control Site QA (403 `permission_denied` otherwise). From any other status the "
     "step is 409 `transition_not_allowed`. The response is the site as it now stands."
 )
-
-
-def _input(serializer_class: type[BaseSerializer[Any]], request: Request) -> Any:
-    """The validated body. Writes parse it before fetching the record, so a malformed body is
-    a 400 whatever the record or the `If-Match` header says."""
-    data = serializer_class(data=request.data, context={"request": request})
-    data.is_valid(raise_exception=True)
-    return data
-
-
-def _split_reason(data: Any) -> tuple[dict[str, Any], str]:
-    fields = dict(data.validated_data)
-    return fields, fields.pop("reason")
 
 
 #
@@ -205,7 +192,7 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         ],
     )
     def create(self, request: Request) -> Response:
-        fields, reason = _split_reason(_input(SiteCreateSerializer, request))
+        fields, reason = split_reason(validated_input(SiteCreateSerializer, request))
         site = services.site_register(actor=request.user, reason=reason, **fields)  # type: ignore[arg-type]
         return Response(
             self._detail(site),
@@ -233,7 +220,7 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         ],
     )
     def partial_update(self, request: Request, code: str | None = None) -> Response:
-        changes, reason = _split_reason(_input(SiteUpdateSerializer, request))
+        changes, reason = split_reason(validated_input(SiteUpdateSerializer, request))
         site = self.get_object()
         updated = services.site_update(
             actor=request.user,  # type: ignore[arg-type]
@@ -245,12 +232,12 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
 
     def _step(self, request: Request, site_action: SiteAction) -> Response:
         if site_action in SIGNED_ACTIONS:
-            signed = _input(SiteSignedActionSerializer, request)
+            signed = validated_input(SiteSignedActionSerializer, request)
             credentials = signed.credentials()
             reason = signed.validated_data["reason"]
         else:
             credentials = None
-            reason = _input(SiteReasonSerializer, request).validated_data["reason"]
+            reason = validated_input(SiteReasonSerializer, request).validated_data["reason"]
         site = self.get_object()
         services.site_transition(
             actor=request.user,  # type: ignore[arg-type]
@@ -396,7 +383,7 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     )
     @action(detail=True, methods=["post"])
     def move(self, request: Request, code: str | None = None) -> Response:
-        fields, reason = _split_reason(_input(SiteMoveSerializer, request))
+        fields, reason = split_reason(validated_input(SiteMoveSerializer, request))
         site = self.get_object()
         services.site_move(
             actor=request.user,  # type: ignore[arg-type]
@@ -439,7 +426,7 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     def checklist_evidence(
         self, request: Request, code: str | None = None, key: str = ""
     ) -> Response:
-        data = _input(SiteEvidenceSerializer, request).validated_data
+        data = validated_input(SiteEvidenceSerializer, request).validated_data
         item = services.checklist_item_attach_evidence(
             actor=request.user,  # type: ignore[arg-type]
             item=self._checklist_item(key),
@@ -463,7 +450,7 @@ class SiteViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
     def checklist_sign_off(
         self, request: Request, code: str | None = None, key: str = ""
     ) -> Response:
-        signed = _input(SiteSignOffSerializer, request)
+        signed = validated_input(SiteSignOffSerializer, request)
         item = services.checklist_item_sign_off(
             actor=request.user,  # type: ignore[arg-type]
             item=self._checklist_item(key),
@@ -511,7 +498,7 @@ class SiteMembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ba
         ],
     )
     def create(self, request: Request) -> Response:
-        fields, reason = _split_reason(_input(SiteMembershipCreateSerializer, request))
+        fields, reason = split_reason(validated_input(SiteMembershipCreateSerializer, request))
         membership = services.membership_add(actor=request.user, reason=reason, **fields)  # type: ignore[arg-type]
         return Response(SiteMembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -531,7 +518,7 @@ class SiteMembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Ba
     )
     @action(detail=True, methods=["post"])
     def end(self, request: Request, pk: str | None = None) -> Response:
-        reason = _input(SiteReasonSerializer, request).validated_data["reason"]
+        reason = validated_input(SiteReasonSerializer, request).validated_data["reason"]
         membership = self.get_object()
         services.membership_end(
             actor=request.user,  # type: ignore[arg-type]
@@ -582,7 +569,7 @@ class EquipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         ],
     )
     def create(self, request: Request) -> Response:
-        fields, reason = _split_reason(_input(SiteEquipmentCreateSerializer, request))
+        fields, reason = split_reason(validated_input(SiteEquipmentCreateSerializer, request))
         equipment = services.equipment_add(actor=request.user, reason=reason, **fields)  # type: ignore[arg-type]
         return Response(SiteEquipmentSerializer(equipment).data, status=status.HTTP_201_CREATED)
 
@@ -605,7 +592,7 @@ class EquipmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         ],
     )
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
-        changes, reason = _split_reason(_input(SiteEquipmentUpdateSerializer, request))
+        changes, reason = split_reason(validated_input(SiteEquipmentUpdateSerializer, request))
         equipment = self.get_object()
         updated = services.equipment_update(
             actor=request.user,  # type: ignore[arg-type]
@@ -656,7 +643,7 @@ class SiteAuditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
         ],
     )
     def create(self, request: Request) -> Response:
-        fields, reason = _split_reason(_input(SiteAuditCreateSerializer, request))
+        fields, reason = split_reason(validated_input(SiteAuditCreateSerializer, request))
         audit = services.site_audit_plan(actor=request.user, reason=reason, **fields)  # type: ignore[arg-type]
         return Response(self._fresh(audit.pk), status=status.HTTP_201_CREATED)
 
@@ -680,7 +667,7 @@ class SiteAuditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
     )
     @action(detail=True, methods=["post"])
     def complete(self, request: Request, pk: str | None = None) -> Response:
-        fields, reason = _split_reason(_input(SiteAuditCompleteSerializer, request))
+        fields, reason = split_reason(validated_input(SiteAuditCompleteSerializer, request))
         audit = self.get_object()
         services.site_audit_complete(actor=request.user, audit=audit, reason=reason, **fields)  # type: ignore[arg-type]
         return Response(self._fresh(audit.pk))
@@ -705,7 +692,7 @@ class SiteAuditViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
     )
     @action(detail=True, methods=["post"])
     def findings(self, request: Request, pk: str | None = None) -> Response:
-        fields, reason = _split_reason(_input(SiteAuditFindingCreateSerializer, request))
+        fields, reason = split_reason(validated_input(SiteAuditFindingCreateSerializer, request))
         audit = self.get_object()
         finding = services.audit_finding_add(
             actor=request.user,  # type: ignore[arg-type]
@@ -754,7 +741,9 @@ class RegulatoryNotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelM
     )
     @action(detail=True, methods=["post"], url_path="mark-sent")
     def mark_sent(self, request: Request, pk: str | None = None) -> Response:
-        fields, reason = _split_reason(_input(RegulatoryNotificationMarkSentSerializer, request))
+        fields, reason = split_reason(
+            validated_input(RegulatoryNotificationMarkSentSerializer, request)
+        )
         notification = self.get_object()
         updated = services.regulatory_notification_mark_sent(
             actor=request.user,  # type: ignore[arg-type]

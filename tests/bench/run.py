@@ -19,6 +19,14 @@ Cases:
   site page       GET of a site page whose timeline holds `--events` audit events vs. the home
                   page. Both pages' queries are also counted at a tenth of the size and at full
                   size: equal counts print FIXED, else GROWS (design §8). See tests/bench/sites.py.
+  master-file PDF `export_run()` of a master file with `--mf-sites` sites in its annex (about 60
+                  pages) vs. WeasyPrint alone on the same HTML, with the page count and the peak
+                  memory of the (forked) worker process. See tests/bench/masterfile.py.
+
+  QP queue, certification, result ingestion: with `--batch-sites` sites and `--batches`
+                  batches (`--awaiting` awaiting certification). See tests/bench/batches.py.
+
+`--only audit|sites|masterfile|batches` runs one group.
 """
 
 from __future__ import annotations
@@ -123,6 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sites", type=int, default=1000, help="Sites on the site list.")
     parser.add_argument("--events", type=int, default=10000, help="Events on a site's timeline.")
     parser.add_argument("--page-repeats", type=int, default=7, help="Median of for page GETs.")
+    parser.add_argument("--mf-sites", type=int, default=200, help="Sites in the exported annex.")
+    parser.add_argument(
+        "--mf-sections", type=int, default=20, help="Sections exported (at least the 19 default)."
+    )
+    parser.add_argument("--mf-repeats", type=int, default=3, help="Median of for the export.")
+    parser.add_argument("--batch-sites", type=int, default=200, help="Sites making batches.")
+    parser.add_argument("--batches", type=int, default=1_000_000, help="Batches in the table.")
+    parser.add_argument("--awaiting", type=int, default=10_000, help="Awaiting certification.")
+    parser.add_argument("--certify", type=int, default=20, help="Certifications timed.")
+    parser.add_argument("--results", type=int, default=1000, help="Results ingested.")
+    parser.add_argument(
+        "--only", choices=["all", "audit", "sites", "masterfile", "batches"], default="all"
+    )
     args = parser.parse_args(argv)
 
     django.setup()
@@ -135,13 +156,34 @@ def main(argv: list[str] | None = None) -> int:
         connection.settings_dict["TEST"]["NAME"] = f"test_{connection.settings_dict['NAME']}_bench"
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    from tests.bench.sites import run_site_pages
+    from tests.bench.batches import BatchBenchReport, run_batches
+    from tests.bench.masterfile import ExportBenchReport, run_master_file_export
+    from tests.bench.sites import SitePagesReport, run_site_pages
 
+    pages = SitePagesReport([], [], [])
+    export = ExportBenchReport([], [], True)
+    batch = BatchBenchReport([], [], [])
     try:
         started = time.perf_counter()
-        results = _run(args.n, args.repeats)
-        pages = run_site_pages(sites=args.sites, events=args.events, repeats=args.page_repeats)
-        results += pages.results
+        results = _run(args.n, args.repeats) if args.only in ("all", "audit") else []
+        if args.only in ("all", "sites"):
+            pages = run_site_pages(sites=args.sites, events=args.events, repeats=args.page_repeats)
+        if args.only in ("all", "masterfile"):
+            export = run_master_file_export(
+                sites=args.mf_sites, sections=args.mf_sections, repeats=args.mf_repeats
+            )
+        if args.only in ("all", "batches"):
+            batch = run_batches(
+                sites=args.batch_sites,
+                batches=args.batches,
+                awaiting=args.awaiting,
+                repeats=args.page_repeats,
+                certify=args.certify,
+                results=args.results,
+            )
+        results += pages.results + export.results + batch.results
+        pages = SitePagesReport(pages.results, pages.queries + batch.queries, pages.notes)
+        export = ExportBenchReport(export.results, export.notes + batch.notes, export.within_aims)
         elapsed = time.perf_counter() - started
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
@@ -167,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(line(row))
 
+    if not pages.queries:
+        print()
+        for note in export.notes:
+            print(note)
+        return 0
     print(
         "\nQueries per page at a tenth of the size and at full size; FIXED = equal (design §8).\n"
     )
@@ -181,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     for q_row in q_rows:
         print(line(q_row))
     print()
-    for note in pages.notes:
+    for note in [*pages.notes, *([""] if export.notes else []), *export.notes]:
         print(note)
     return 0
 

@@ -19,7 +19,7 @@ from controlsite.accounts.services import account_is_locked, role_grant, user_un
 from controlsite.audit.events import KernelEvent
 from controlsite.audit.models import AuditEvent
 from controlsite.errors import ConflictError, PermissionRefusedError
-from tests.personas import PASSWORD, totp_code
+from tests.personas import PASSWORD, totp_code, unused_totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -208,7 +208,7 @@ def test_a_qp_must_give_a_totp_code_to_sign_in(persona):
     wrong = client.post(reverse("accounts:mfa_verify"), {"otp": bad})
     assert "not correct" in wrong.content.decode()
     assert events(KernelEvent.OTP_FAILED, qp) == 1
-    ok = client.post(reverse("accounts:mfa_verify"), {"otp": totp_code(qp)})
+    ok = client.post(reverse("accounts:mfa_verify"), {"otp": unused_totp_code(qp)})
     assert ok.status_code == 302
     assert client.get(reverse("home")).status_code == 200
     login_event = AuditEvent.objects.filter(

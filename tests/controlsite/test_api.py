@@ -334,6 +334,28 @@ def test_an_error_response_is_replayed_too(qa_api, persona):
     assert AuditEvent.objects.filter(event_type="signature.authentication_failed").count() == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"bad\u0000field": 1},
+        {"meaning": "approved\u0000"},
+    ],
+    ids=["nul-in-an-unknown-field-name", "nul-in-a-refused-choice"],
+)
+def test_an_error_echoing_a_nul_character_is_a_400_and_is_replayed(qa_api, persona, body):
+    """A NUL echoed back in an error is shown as U+FFFD, so the replay can be stored (jsonb)."""
+    fields = {**signature_fields(persona("qa")), **body}
+    url = reverse("api:audit-review-list")
+    first = qa_api.post(url, fields, format="json", HTTP_IDEMPOTENCY_KEY="k-nul")
+    second = qa_api.post(url, fields, format="json", HTTP_IDEMPOTENCY_KEY="k-nul")
+    assert first.status_code == second.status_code == 400
+    assert "\u0000" not in first.content.decode()
+    assert "\ufffd" in json.dumps(first.json(), ensure_ascii=False)
+    assert second.json() == first.json()
+    assert second["Idempotent-Replayed"] == "true"
+    assert AuditReview.objects.count() == 0
+
+
 def test_idempotency_keys_are_per_principal(api_client_for, persona):
     """Two integrators' systems may pick the same key: each token has its own key space."""
     qa = persona("qa")

@@ -19,12 +19,38 @@ from schemathesis.checks import positive_data_acceptance
 from controlsite.api.models import TokenScope
 from controlsite.api.tokens import api_token_create
 from controlsite.wsgi import application
+from tests.masterfile.helpers import make_product
 from tests.personas import make_persona
+from tests.sites.helpers import make_site
 
 
 @pytest.fixture
-def qa_token(db: None) -> str:
+def qa_token(db: None, request: pytest.FixtureRequest) -> str:
     qa = make_persona("qa")
+    # A site and a product with its master file, first draft and sections: small ids name real
+    # records, so the fuzzer reaches the operations themselves and not only their 404s.
+    make_product(qa, make_site(qa, "FZ1"))
+    if "/batch" in request.node.name or "/supplies" in request.node.name:
+        # For the batches API: an active site with an operator, a product whose master file is
+        # in force, its approved template (id 1), a draft of the next (id 2) and a batch.
+        from batches import services as batch_services
+        from sites.choices import SiteRole, SiteStatus
+        from sites.services import membership_add
+        from tests.batches.helpers import approved_template
+        from tests.masterfile.helpers import make_effective_version
+
+        site = make_site(qa, "FZ2", SiteStatus.ACTIVE)
+        operator = make_persona("operator")
+        membership_add(
+            actor=qa, site=site, user=operator, role=SiteRole.SITE_OPERATOR, reason="fuzz"
+        )
+        product = make_product(qa, site, "FZ-02")
+        make_effective_version(qa, make_persona("qp"), product)
+        approved_template(qa, product)
+        batch_services.template_create(actor=qa, product=product, title="v2", reason="fuzz")
+        batch_services.batch_start(
+            actor=operator, site=site, product=product, coi_reference="PT-FUZZ-1"
+        )
     _, secret = api_token_create(user=qa, name="fuzz", scope=TokenScope.READ_WRITE, created_by=qa)
     return secret
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import time
 import uuid
 
 import pytest
@@ -10,10 +10,7 @@ from django.db import transaction
 
 from controlsite.background.models import WorkerHeartbeat
 from controlsite.background.tasks import RegulatedTask, enqueue_on_commit
-from controlsite.celery import app
 from controlsite.tasks import health_ping
-
-BROKER = os.environ.get("CELERY_BROKER_URL", "")
 
 
 def test_task_conventions_live_on_the_base_class():
@@ -59,27 +56,14 @@ def test_an_enqueue_inside_a_rolled_back_transaction_never_runs(django_capture_o
 
 
 @pytest.mark.celery_worker
-@pytest.mark.skipif(not BROKER, reason="needs CELERY_BROKER_URL (a real Redis broker)")
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_on_redis_runs_a_task_end_to_end():
-    from celery.contrib.testing.worker import start_worker
-
-    app.conf.task_always_eager = False
-    app.conf.update(broker_url=BROKER)
+def test_a_real_worker_on_redis_runs_a_task_end_to_end(real_worker):
     token = uuid.uuid4().hex
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-            result = health_ping.delay(token)
-            assert result.id
-            deadline = 30.0
-            import time
-
-            waited = 0.0
-            while waited < deadline and not WorkerHeartbeat.objects.filter(token=token).exists():
-                time.sleep(0.1)
-                waited += 0.1
-    finally:
-        app.conf.task_always_eager = True
+    result = health_ping.delay(token)
+    assert result.id
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not WorkerHeartbeat.objects.filter(token=token).exists():
+        time.sleep(0.1)
     beat = WorkerHeartbeat.objects.get(token=token)
     assert beat.eager is False
     assert beat.worker  # the worker's hostname, not in-process

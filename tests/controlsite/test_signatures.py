@@ -22,7 +22,7 @@ from controlsite.signatures.services import (
     signatures_for,
     signing_transaction,
 )
-from tests.personas import PASSWORD, login, totp_code
+from tests.personas import PASSWORD, login, totp_code, unused_totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -235,7 +235,7 @@ def test_es09_a_qp_signature_needs_the_totp_code(persona):
     with pytest.raises(SignatureRefusedError) as excinfo:
         attempt("000000" if totp_code(qp) != "000000" else "111111")
     assert excinfo.value.code == "otp_invalid"
-    sig = attempt(totp_code(qp))
+    sig = attempt(unused_totp_code(qp))
     assert sig.components == "username+password+totp"
 
 

@@ -62,6 +62,12 @@ def _page(browser: Browser, **options: Any) -> Iterator[Page]:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
+@pytest.fixture(autouse=True)
+def _seeded_database(migration_seeds: None) -> None:
+    """Every e2e test runs against a live server, so its database is flushed after it: the data
+    migrations' rows are put back first (tests/conftest.py)."""
+
+
 @pytest.fixture
 def e2e_page(e2e_browser: Browser) -> Iterator[Page]:
     """A desktop-sized page (1280x800)."""

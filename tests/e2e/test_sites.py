@@ -8,7 +8,6 @@ e2e-site-suspended.png, plus phone-sized ones of every sites page.
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any
@@ -31,19 +30,6 @@ PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>
 @pytest.fixture(autouse=True)
 def _media_in_tmp(settings: Any, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture(autouse=True)
-def _default_checklist(transactional_db: None) -> None:
-    """A transactional test flushes the tables afterwards, data migrations' rows included:
-    put the default onboarding checklist back, as migration 0002 writes it."""
-    from django.apps import apps
-
-    from controlsite.audit.context import audit_context
-
-    migration = importlib.import_module("sites.migrations.0002_default_checklist")
-    with audit_context(reason="default onboarding checklist (migration 0002)"):
-        migration.forwards(apps, None)
 
 
 def sign_in_dialog(page: Page, *, opener: str, reason: str, first: bool) -> None:

@@ -617,7 +617,7 @@ def test_sites_filter_by_status_kind_host_and_text(qa_api, qa):
 ALLOWED_STEPS = [
     pytest.param(source, target, site_action, id=f"{source.value}-{site_action.value}")
     for source, targets in ALLOWED_TRANSITIONS.items()
-    for target in targets
+    for target in sorted(targets)
     for site_action, (sources, to) in ACTION_TRANSITIONS.items()
     if source in sources and to == target
 ]

@@ -371,12 +371,13 @@ def test_the_release_gate_blocks_a_batch_from_a_site_that_is_not_active(persona)
 
     qa = persona("qa")
     site = make_site(qa, "GATE1", SiteStatus.ACTIVE)
-    assert gates.evaluate(Batch(site)).can_certify
+    site_gate = gates.registered()["sites.site_is_active"]
+    assert list(site_gate(Batch(site))) == []
     services.site_transition(actor=qa, site=site, action=SiteAction.PAUSE, reason="staff short")
-    report = gates.evaluate(Batch(Site.objects.get(pk=site.pk)))
-    assert not report.can_certify
-    assert report.blocks[0].code == "site_not_active"
-    assert "paused" in report.blocks[0].message
+    findings = list(site_gate(Batch(Site.objects.get(pk=site.pk))))
+    assert [f.code for f in findings] == ["site_not_active"]
+    assert findings[0].severity == gates.Severity.BLOCK
+    assert "paused" in findings[0].message
 
 
 #
