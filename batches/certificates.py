@@ -90,7 +90,8 @@ def certificate_queue(*, certification: Certification) -> BatchCertificate:
     decision already checked who may decide. Idempotent: a decision has one certificate, so a
     second call returns the existing row. Writes a `certificate_queued` audit event.
     """
-    with transaction.atomic(), audit_context(reason="batch certificate queued"):
+    # Part of the decision: no savepoint, so a failure here fails the decision with it.
+    with transaction.atomic(savepoint=False), audit_context(reason="batch certificate queued"):
         existing = BatchCertificate.objects.filter(certification=certification).first()
         if existing is not None:
             return existing
@@ -99,7 +100,6 @@ def certificate_queue(*, certification: Certification) -> BatchCertificate:
             status=ExportStatus.QUEUED,
             created_by=certification.qp,
         )
-        certification = Certification.objects.select_related("batch__site").get(pk=certification.pk)
         audit_event_record(
             event_type=CertificateEvent.QUEUED,
             target=certificate,

@@ -53,7 +53,7 @@ def record_complete(batch: Any) -> list[Finding]:
     """Every step recorded in order, signed, verified where required, signatures intact
     (BR-15, ES-03); a value outside its limits is a warning the QP must justify."""
     findings: list[Finding] = []
-    for row in batch_progress(batch).rows:
+    for row in batch_progress(batch, parameters=False).rows:
         step, record = row.step, row.record
         anchor = f"step-{step.position}"
         if record is None:

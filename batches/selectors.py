@@ -83,8 +83,9 @@ def holds_step_role(user: Any, site: Site, step: TemplateStep) -> bool:
     return bool(user_roles_at_site(user, site) & STEP_ROLE_HOLDERS[StepRole(step.role)])
 
 
-def template_steps(template: BatchTemplate) -> list[TemplateStep]:
-    return list(template.steps.order_by("position").prefetch_related("parameters"))
+def template_steps(template: BatchTemplate, *, parameters: bool = True) -> list[TemplateStep]:
+    steps = template.steps.order_by("position")
+    return list(steps.prefetch_related("parameters") if parameters else steps)
 
 
 #
@@ -130,8 +131,9 @@ class Progress:
         return next((row for row in self.rows if not row.done), None)
 
 
-def batch_progress(batch: Batch) -> Progress:
-    steps = template_steps(batch.template)
+def batch_progress(batch: Batch, *, parameters: bool = True) -> Progress:
+    """The template's steps beside the batch's records; the gates need no `parameters`."""
+    steps = template_steps(batch.template, parameters=parameters)
     records = {
         r.position: r
         for r in batch.step_records.select_related(
@@ -220,42 +222,52 @@ def queue_gate_summaries(qs: QuerySet[Batch]) -> QuerySet[Batch]:
     """
     step_done = Q(step__requires_verification=False) | Q(verified_by__isnull=False)
     before = SpecificationTiming.BEFORE_RELEASE
-    return qs.select_related("site", "product", "template").annotate(
-        g_steps=_count(TemplateStep.objects.filter(template=OuterRef("template")), "template"),
-        g_steps_done=_count(StepRecord.objects.filter(step_done, batch=OuterRef("pk")), "batch"),
-        g_out_of_limit=_count(
-            StepRecord.objects.filter(batch=OuterRef("pk")).exclude(out_of_limit=[]), "batch"
-        ),
-        g_results_missing=_count(
-            Specification.objects.filter(template=OuterRef("template"), timing=before).exclude(
-                Exists(
-                    TestResult.objects.filter(
-                        batch=OuterRef(OuterRef("pk")), specification=OuterRef("pk")
+    # Only the columns the queue shows and the summary reads: the rows are read every 2 s for
+    # every QP watching, and wide rows (addresses, dossiers) would be parsed for nothing.
+    shown = ["number", "status", "expires_at", "site__code", "site__status", "product__code"]
+    shown += ["product__name", "template__status", "template__approved_at"]
+    return (
+        qs.select_related("site", "product", "template")
+        .only(*shown)
+        .annotate(
+            g_steps=_count(TemplateStep.objects.filter(template=OuterRef("template")), "template"),
+            g_steps_done=_count(
+                StepRecord.objects.filter(step_done, batch=OuterRef("pk")), "batch"
+            ),
+            g_out_of_limit=_count(
+                StepRecord.objects.filter(batch=OuterRef("pk")).exclude(out_of_limit=[]), "batch"
+            ),
+            g_results_missing=_count(
+                Specification.objects.filter(template=OuterRef("template"), timing=before).exclude(
+                    Exists(
+                        TestResult.objects.filter(
+                            batch=OuterRef(OuterRef("pk")), specification=OuterRef("pk")
+                        )
                     )
+                ),
+                "template",
+            ),
+            g_failed_registered=_count(
+                TestResult.objects.filter(
+                    batch=OuterRef("pk"), passed=False, specification__registered=True
+                ),
+                "batch",
+            ),
+            g_failed_unregistered=_count(
+                TestResult.objects.filter(
+                    batch=OuterRef("pk"), passed=False, specification__registered=False
+                ),
+                "batch",
+            ),
+            g_mf_effective=Exists(
+                MasterFileVersion.objects.filter(
+                    master_file__product=OuterRef("product"), status=VersionStatus.EFFECTIVE
                 )
             ),
-            "template",
-        ),
-        g_failed_registered=_count(
-            TestResult.objects.filter(
-                batch=OuterRef("pk"), passed=False, specification__registered=True
+            g_listed=site_listed_exists(
+                product_ref=OuterRef("product_id"), site_ref=OuterRef("site_id")
             ),
-            "batch",
-        ),
-        g_failed_unregistered=_count(
-            TestResult.objects.filter(
-                batch=OuterRef("pk"), passed=False, specification__registered=False
-            ),
-            "batch",
-        ),
-        g_mf_effective=Exists(
-            MasterFileVersion.objects.filter(
-                master_file__product=OuterRef("product"), status=VersionStatus.EFFECTIVE
-            )
-        ),
-        g_listed=site_listed_exists(
-            product_ref=OuterRef("product_id"), site_ref=OuterRef("site_id")
-        ),
+        )
     )
 
 

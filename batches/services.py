@@ -7,8 +7,9 @@ signs where a signature is due and sends notices only after commit.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -70,7 +71,8 @@ from controlsite.accounts.models import User
 from controlsite.accounts.roles import Capability, Role
 from controlsite.accounts.selectors import users_holding
 from controlsite.audit.context import audit_context
-from controlsite.audit.services import audit_event_record
+from controlsite.audit.history import create_with_history
+from controlsite.audit.services import audit_event_build, audit_event_record, audit_events_append
 from controlsite.errors import (
     ApplicationError,
     ConflictError,
@@ -845,6 +847,15 @@ def _complete_if_done(batch: Batch, actor: User) -> None:
 #
 
 
+@dataclasses.dataclass(frozen=True)
+class ResultEntry:
+    """One value for one specification, as an instrument or a person sends it."""
+
+    specification_key: str
+    value: Any
+    comment: str = ""
+
+
 def result_record(
     *,
     actor: User,
@@ -854,74 +865,128 @@ def result_record(
     reason: str = "",
     comment: str = "",
 ) -> TestResult:
-    """Record a result against a specification; pass or fail is computed. A result after
-    certification is late (BR-09): a failing one escalates to the QPs and the site lead at
-    once and is signalled for a deviation."""
+    """Record one result; see `results_record`."""
+    entry = ResultEntry(specification_key=specification_key, value=value, comment=comment)
+    return results_record(actor=actor, batch=batch, entries=[entry], reason=reason)[0]
+
+
+def results_record(
+    *, actor: User, batch: Batch, entries: Sequence[ResultEntry], reason: str = ""
+) -> list[TestResult]:
+    """Record results against the batch's specifications, all or none; pass or fail is
+    computed and a result is never overwritten. A result after certification is late (BR-09):
+    a failing one escalates to the QPs and the site lead at once and is signalled for a
+    deviation. Results sent together share one batch lock and one append to the audit chain,
+    each with its own history row and audit event (AT-01)."""
     _require_recording_at(actor, batch.site_id)
-    comment = _text(comment, field="Comment", limit=INSTRUCTION_MAX, required=False)
-    reason = (reason or "").strip() or f"result for {specification_key}"
+    if not entries:
+        raise ApplicationError("Send at least one result.", code="no_results")
+    if len(entries) > SPECIFICATIONS_MAX:  # a template's specifications, one result each
+        raise ApplicationError(
+            f"{len(entries):,} results in one call; the limit is {SPECIFICATIONS_MAX}.",
+            code="too_many_results",
+        )
+    keys = [str(entry.specification_key or "") for entry in entries]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ApplicationError(
+            f"Specification {repeated[0][:40]!r} appears more than once; send one result each.",
+            code="duplicate_specification",
+        )
+    comments = [
+        _text(entry.comment, field="Comment", limit=INSTRUCTION_MAX, required=False)
+        for entry in entries
+    ]
+    reason = (reason or "").strip() or (
+        f"result for {keys[0]}" if len(keys) == 1 else f"{len(keys)} results"
+    )
     with transaction.atomic(), audit_context(reason=reason, user=actor):
         locked = _lock_batch(batch)
-        spec = locked.template.specifications.filter(key=str(specification_key or "")).first()
-        if spec is None:
-            raise ApplicationError(
-                f"Batch {locked.number}'s template has no specification "
-                f"{str(specification_key)[:40]!r}.",
-                code="unknown_specification",
-            )
-        number = _decimal(value, field=spec.name)
-        late = locked.status in (BatchStatus.CERTIFIED, BatchStatus.CERTIFIED_UNDER_CONCESSION)
         if locked.status == BatchStatus.REJECTED:
             raise ConflictError(
                 f"Batch {locked.number} is rejected: no more results.", code="batch_decided"
             )
-        if late and spec.timing != SpecificationTiming.LATE:
-            raise ConflictError(
-                f"{spec.name} was due before release; batch {locked.number} is already certified.",
-                code="batch_decided",
+        late = locked.status in (BatchStatus.CERTIFIED, BatchStatus.CERTIFIED_UNDER_CONCESSION)
+        specs = {spec.key: spec for spec in locked.template.specifications.filter(key__in=keys)}
+        results: list[TestResult] = []
+        for index, (key, entry, comment) in enumerate(zip(keys, entries, comments, strict=True)):
+            spec = specs.get(key)
+            if spec is None:
+                raise ApplicationError(
+                    f"Batch {locked.number}'s template has no specification {key[:40]!r}.",
+                    code="unknown_specification",
+                    extra={"result": index},
+                )
+            if late and spec.timing != SpecificationTiming.LATE:
+                raise ConflictError(
+                    f"{spec.name} was due before release; batch {locked.number} is already "
+                    "certified.",
+                    code="batch_decided",
+                )
+            number = _decimal(entry.value, field=spec.name)
+            results.append(
+                TestResult(
+                    batch=locked,
+                    specification=spec,
+                    value=number,
+                    passed=spec.within(number),
+                    late=late,
+                    comment=comment,
+                    created_by=actor,
+                )
             )
-        # The batch row is locked, so only this transaction can add its results: the unique
-        # constraint is the last guard, and its error aborts the whole (refused) transaction.
-        try:
-            result = TestResult.objects.create(
-                batch=locked,
-                specification=spec,
-                value=number,
-                passed=spec.within(number),
-                late=late,
-                comment=comment,
-                created_by=actor,
+        _refuse_recorded(locked, results)
+        # The batch row is locked and none of these has a result, so only this transaction
+        # adds them: the unique constraint is the last guard, and its error aborts the whole
+        # (refused) transaction.
+        create_with_history(results)
+        events = [
+            audit_event_build(
+                event_type=BatchEvent.RESULT_RECORDED,
+                actor=actor,
+                target=result,
+                reason=reason,
+                site_code=locked.site.code,
+                extra={
+                    "batch": locked.number,
+                    "specification": result.specification.key,
+                    "value": format(result.value, "f"),
+                    "passed": result.passed,
+                    "late": late,
+                },
             )
-        except IntegrityError:
-            raise ConflictError(
-                f"{spec.name} already has a result on {locked.number}; results are never "
-                "overwritten (raise a deviation to retest).",
-                code="result_exists",
-            ) from None
-        audit_event_record(
-            event_type=BatchEvent.RESULT_RECORDED,
-            actor=actor,
-            target=result,
-            reason=reason,
-            site_code=locked.site.code,
-            extra={
-                "batch": locked.number,
-                "specification": spec.key,
-                "value": format(number, "f"),
-                "passed": result.passed,
-                "late": late,
-            },
-        )
-        if not result.passed:
-            kind = SignalKind.LATE_RESULT_FAILED if late else SignalKind.RESULT_FAILED
+            for result in results
+        ]
+        audit_events_append(events)
+        for result in results:
+            if result.passed:
+                continue
             BatchSignal.objects.create(
-                kind=kind,
+                kind=SignalKind.LATE_RESULT_FAILED if late else SignalKind.RESULT_FAILED,
                 batch=locked,
-                detail={"specification": spec.key, "value": format(number, "f")},
+                detail={
+                    "specification": result.specification.key,
+                    "value": format(result.value, "f"),
+                },
             )
-        if late and not result.passed:
-            _escalate_late_failure(locked, result, actor)
-    return result
+            if late:
+                _escalate_late_failure(locked, result, actor)
+    return results
+
+
+def _refuse_recorded(batch: Batch, results: list[TestResult]) -> None:
+    recorded = set(
+        TestResult.objects.filter(
+            batch=batch, specification__in=[result.specification for result in results]
+        ).values_list("specification_id", flat=True)
+    )
+    for result in results:
+        if result.specification_id in recorded:
+            raise ConflictError(
+                f"{result.specification.name} already has a result on {batch.number}; results "
+                "are never overwritten (raise a deviation to retest).",
+                code="result_exists",
+            )
 
 
 def _escalate_late_failure(batch: Batch, result: TestResult, actor: User) -> None:
@@ -1106,8 +1171,10 @@ def _decide(
     location: str = "",
 ) -> Certification:
     dossier = content_hash(batch)
+    # No savepoint: the batch row is locked, so a second decision is refused before it gets
+    # here; should the one-per-batch constraint still fire, the whole decision rolls back.
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             certification = Certification.objects.create(
                 batch=batch,
                 decision=decision,

@@ -23,7 +23,15 @@ def health_ping(self: RegulatedTask, token: str = "") -> str:
     return token
 
 
+@shared_task(base=RegulatedTask, name="controlsite.idempotency_purge")
+def idempotency_purge() -> int:
+    """Forget API idempotency keys past their lifetime (design §6)."""
+    from controlsite.api.idempotency import purge_expired
+
+    return purge_expired()
+
+
 # Celery finds tasks in `<app>.tasks`; the kernel's other task modules are imported here.
 from controlsite.notifications.tasks import notification_email  # noqa: E402
 
-__all__ = ["health_ping", "notification_email"]
+__all__ = ["health_ping", "idempotency_purge", "notification_email"]

@@ -27,6 +27,7 @@ from batches.choices import (
     NAME_MAX,
     PARAMETERS_MAX,
     REASON_MAX,
+    SPECIFICATIONS_MAX,
     STEPS_MAX,
     UNIT_MAX,
     BatchStatus,
@@ -872,7 +873,7 @@ class StepVerifySerializer(SignatureInputSerializer):
     meaning = NamedChoiceField(StepVerifiedMeaning)
 
 
-class ResultRecordSerializer(BatchInputSerializer):
+class ResultEntrySerializer(BatchInputSerializer):
     specification = serializers.CharField(
         max_length=40,
         help_text="The specification's key in the batch's template (400 "
@@ -880,6 +881,22 @@ class ResultRecordSerializer(BatchInputSerializer):
     )
     value = DecimalInputField(help_text=_DECIMAL_HELP)
     comment = serializers.CharField(max_length=INSTRUCTION_MAX, required=False, allow_blank=True)
+
+
+class ResultRecordSerializer(ResultEntrySerializer):
+    reason = _reason_field(required=False)
+
+
+class ResultsRecordSerializer(BatchInputSerializer):
+    """Several results of one batch at once, as an instrument sends them: all or none."""
+
+    results = serializers.ListField(
+        child=ResultEntrySerializer(),
+        min_length=1,
+        max_length=SPECIFICATIONS_MAX,
+        help_text=f"One entry per specification, at most {SPECIFICATIONS_MAX} (a template's "
+        "specifications).",
+    )
     reason = _reason_field(required=False)
 
 

@@ -41,6 +41,7 @@ from batches.api.serializers import (
     RejectSerializer,
     ResultRecordSerializer,
     ResultRowSerializer,
+    ResultsRecordSerializer,
     SpecificationAddSerializer,
     StepRecordInputSerializer,
     StepRecordSerializer,
@@ -52,7 +53,7 @@ from batches.api.serializers import (
     TemplateStepAddSerializer,
     TestResultSerializer,
 )
-from batches.models import Batch, BatchTemplate, StepRecord, SupplyRecord, TestResult
+from batches.models import Batch, BatchTemplate, StepRecord, SupplyRecord
 from controlsite.accounts.models import User
 from controlsite.api.base import BaseViewSet, split_reason, validated_input
 
@@ -81,6 +82,8 @@ _IDEMPOTENT = (
     " Send an `Idempotency-Key` so a retry replays the first answer instead of writing twice; "
     "the same key with another body is 409."
 )
+# Actions whose service locks the batch and reads it afresh (see BatchViewSet.get_queryset).
+_LOCKING_WRITES = frozenset({"result_record", "results_bulk"})
 _POSITION = OpenApiParameter(
     name="position",
     location=OpenApiParameter.PATH,
@@ -305,7 +308,12 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet
     ordering = "-id"
 
     def get_queryset(self) -> QuerySet[Batch]:
-        return selectors.batches_visible_to(self.request.user).select_related(
+        visible = selectors.batches_visible_to(self.request.user)
+        if self.action in _LOCKING_WRITES:
+            # The service locks and reads the batch afresh: only the row's identity is needed,
+            # and instruments post results at a rate (issue 5 "Speed").
+            return visible.only("pk", "number", "site_id")
+        return visible.select_related(
             "site", "product", "template", "master_file_version", "created_by"
         )
 
@@ -485,10 +493,60 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet
             reason=data.get("reason", ""),
             comment=data.get("comment", ""),
         )
-        fresh = TestResult.objects.select_related("batch", "specification", "created_by").get(
-            pk=result.pk
+        # The service's rows are complete (the batch as locked, the specification, the
+        # recorder): the answer needs no second read.
+        return Response(TestResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Record several results at once",
+        description="Results for several of the template's specifications in one call, as an "
+        "instrument or a LIMS sends them, each with its own history row and audit event: "
+        "all are recorded or none is. 400 `unknown_specification` (with `extra.result`, the "
+        "entry's index) or `duplicate_specification`; 409 `result_exists` when one already "
+        "has a result, `batch_decided` as for a single result. Pass or fail is computed; "
+        "failing late results escalate (BR-09)." + _RECORDER + _IDEMPOTENT,
+        request=ResultsRecordSerializer,
+        responses={201: TestResultSerializer(many=True)},
+        examples=[
+            OpenApiExample(
+                "Release panel",
+                value={
+                    "results": [
+                        {"specification": "viability", "value": 92.5},
+                        {"specification": "endotoxin", "value": "0.8", "comment": "LAL."},
+                    ],
+                    "reason": "LIMS upload",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="results/bulk",
+        filterset_class=None,
+        pagination_class=None,
+    )
+    def results_bulk(self, request: Request, number: str | None = None) -> Response:
+        data = validated_input(ResultsRecordSerializer, request).validated_data
+        batch = self.get_object()
+        results = services.results_record(
+            actor=_actor(request),
+            batch=batch,
+            entries=[
+                services.ResultEntry(
+                    specification_key=entry["specification"],
+                    value=entry["value"],
+                    comment=entry.get("comment", ""),
+                )
+                for entry in data["results"]
+            ],
+            reason=data.get("reason", ""),
         )
-        return Response(TestResultSerializer(fresh).data, status=status.HTTP_201_CREATED)
+        return Response(
+            TestResultSerializer(results, many=True).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(
         summary="The release gates' findings now",

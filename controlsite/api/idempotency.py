@@ -60,6 +60,17 @@ def _refuse(status_code: int, code: str, detail: str) -> IdempotentReplayError:
     )
 
 
+def expired_before() -> dt.datetime:
+    """Keys claimed before this moment are past their lifetime and may be used again."""
+    return timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
+
+
+def purge_expired() -> int:
+    """Delete every key past its lifetime (hourly, `controlsite.idempotency_purge`)."""
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=expired_before()).delete()
+    return deleted
+
+
 def claim(request: Request) -> IdempotencyRecord | None:
     """Claim the key for this request, or raise with the replay/refusal response."""
     key = request.headers.get(HEADER)
@@ -74,16 +85,20 @@ def claim(request: Request) -> IdempotencyRecord | None:
     principal = _principal(request)
     body_sha = _body_hash(request)
     path = request.path
-    cutoff = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
-    IdempotencyRecord.objects.filter(principal=principal, key=key, created_at__lt=cutoff).delete()
-    try:
-        with transaction.atomic():
-            return IdempotencyRecord.objects.create(
-                principal=principal, key=key, method="POST", path=path, body_sha256=body_sha
-            )
-    except IntegrityError:
-        pass
-    first = IdempotencyRecord.objects.get(principal=principal, key=key)
+    # The common case, a fresh key, costs one insert; a key met before is read, and one past
+    # its lifetime is released and claimed anew.
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    principal=principal, key=key, method="POST", path=path, body_sha256=body_sha
+                )
+        except IntegrityError:
+            pass
+        first = IdempotencyRecord.objects.get(principal=principal, key=key)
+        if first.created_at >= expired_before():
+            break
+        first.delete()
     if first.path != path or first.body_sha256 != body_sha:
         raise _refuse(
             409,

@@ -320,6 +320,10 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "controlsite.health_ping",
         "schedule": 300.0,
     },
+    "controlsite-idempotency-purge": {
+        "task": "controlsite.idempotency_purge",
+        "schedule": 3600.0,
+    },
     "sites-mhra-notification-reminders": {
         "task": "sites.regulatory_notifications_remind",
         "schedule": 6 * 3600.0,

@@ -209,6 +209,7 @@ BATCH_STEPS = Matrix("api:batch-steps", RECORDER)
 BATCH_STEP_VERIFY = Matrix("api:batch-step-verify", {**RECORDER, "site_lead": 200, "operator": 200})
 BATCH_RESULTS = Matrix("api:batch-results", READERS)
 BATCH_RESULTS_RECORD = Matrix("api:batch-results-record", RECORDER)
+BATCH_RESULTS_BULK = Matrix("api:batch-results-bulk", RECORDER)
 BATCH_FINDINGS = Matrix("api:batch-findings", READERS)
 BATCH_CERTIFY = Matrix("api:batch-certify", QP_ONLY)
 BATCH_REJECT = Matrix("api:batch-reject", QP_ONLY)
@@ -375,6 +376,52 @@ def test_batch_results_record(as_persona, batch, who, expected):
     )
     assert response.status_code == expected, response.content
     assert TestResult.objects.filter(batch=batch).count() == (expected == 201)
+
+
+@pytest.mark.parametrize(("who", "expected"), BATCH_RESULTS_BULK.cases())
+def test_batch_results_bulk(as_persona, batch, who, expected):
+    response = as_persona(who).post(
+        reverse("api:batch-results-bulk", args=[batch.number]),
+        {
+            "results": [
+                {"specification": "viability", "value": 88},
+                {"specification": "endotoxin", "value": "6", "comment": "LAL"},
+            ],
+            "reason": "LIMS upload",
+        },
+    )
+    assert response.status_code == expected, response.content
+    assert TestResult.objects.filter(batch=batch).count() == (2 if expected == 201 else 0)
+    if expected == 201:
+        body = response.json()
+        assert [(r["specification"]["key"], r["passed"]) for r in body] == [
+            ("viability", True),
+            ("endotoxin", False),
+        ]
+        assert body[1]["comment"] == "LAL" and body[1]["batch"] == batch.number
+
+
+@pytest.mark.parametrize(
+    ("results", "status", "code"),
+    [
+        ([{"specification": "viability", "value": 1, "unit": "%"}], 400, "unknown_field"),
+        ([{"specification": "potency", "value": 1}], 400, "unknown_specification"),
+        ([{"specification": "viability", "value": 1}] * 2, 400, "duplicate_specification"),
+        ([], 400, "min_length"),
+        ("viability=1", 400, "not_a_list"),
+    ],
+)
+def test_results_sent_together_with_bad_input_write_nothing(
+    api_client_for, batch, results, status, code
+):
+    api = api_client_for("operator")
+    events = AuditEvent.objects.count()
+    response = api.post(
+        reverse("api:batch-results-bulk", args=[batch.number]), {"results": results}
+    )
+    assert_problem(response, status, code)
+    assert not TestResult.objects.exists()
+    assert AuditEvent.objects.count() == events
 
 
 @pytest.mark.parametrize(("who", "expected"), BATCH_FINDINGS.cases())

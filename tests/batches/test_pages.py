@@ -35,6 +35,7 @@ from batches.selectors import (
     qp_queue,
     queue_gate_summaries,
 )
+from batches.views import left_label
 from controlsite.accounts.models import User
 from controlsite.audit.context import audit_context
 from controlsite.signatures.models import ElectronicSignature
@@ -882,6 +883,36 @@ def test_the_queue_rows_partial_returns_the_rows_soonest_first_and_filters(perso
     assert 'hx-get="/batches/queue/rows/?site=MAN2"' in only_spoke
     page = client.get(_url("batches:queue")).content.decode()
     assert 'hx-trigger="every 2s"' in page and "countdown.js" in page
+
+
+def test_the_queue_rows_escape_what_people_typed(persona):
+    plant = _plant(persona)
+    (batch,) = _completed_batches(plant, 1)
+    with audit_context(reason="rename for the test"):
+        plant.product.name = '<img src=x onerror="alert(1)"> & Co'
+        plant.product.save(update_fields=["name"])
+    text = _client(plant.qp).get(_url("batches:queue-rows")).content.decode()
+    assert "<img" not in text
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; Co" in text
+    assert f'href="/batches/{batch.number}/certify/"' in text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "label"),
+    [
+        (7199, "1 h 59 min 59 s"),
+        (3600, "1 h 00 min 00 s"),
+        (7200, "2 h 00 min"),
+        (7325, "2 h 02 min"),
+        (249, "4 min 09 s"),
+        (1, "0 min 01 s"),
+        (0, "expired"),
+        (-5, "expired"),
+    ],
+)
+def test_the_first_paint_of_a_countdown_reads_as_the_script_writes_it(seconds, label):
+    """static/batches/countdown.js `label` takes over a second later: the text must not jump."""
+    assert left_label(seconds) == label
 
 
 def test_the_queue_of_site_staff_shows_their_sites_only(persona):

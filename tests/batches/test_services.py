@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from batches import selectors, services
@@ -18,6 +19,7 @@ from batches.events import BatchEvent
 from batches.models import Batch, BatchSignal, Certification, StepRecord, TestResult
 from controlsite import qualification
 from controlsite.audit.models import AuditEvent
+from controlsite.audit.services import audit_chain_verify
 from controlsite.errors import ApplicationError
 from controlsite.notifications.models import Notification
 from controlsite.signatures.models import ElectronicSignature, SignatureMeaning
@@ -486,6 +488,107 @@ def test_a_result_for_an_unknown_cqa_is_a_400_and_writes_nothing(plant):
         "unknown_specification",
     )
     assert not TestResult.objects.exists()
+
+
+def test_results_sent_together_each_get_a_history_row_and_an_audit_event_on_one_chain(plant):
+    """AT-01: one call, one lock and one chain append, yet every result is its own record."""
+    batch = do_steps(plant, start(plant))
+    before = AuditEvent.objects.count()
+    with CaptureQueriesContext(connection) as one:
+        services.result_record(
+            actor=plant.operator, batch=batch, specification_key="viability", value="91"
+        )
+    second = do_steps(plant, start(plant))
+    with CaptureQueriesContext(connection) as two:
+        results = services.results_record(
+            actor=plant.operator,
+            batch=second,
+            entries=[
+                services.ResultEntry("viability", "92.5", "Flow assay."),
+                services.ResultEntry("endotoxin", 6),
+            ],
+            reason="LIMS upload",
+        )
+    assert [(r.specification.key, r.passed) for r in results] == [
+        ("viability", True),
+        ("endotoxin", False),
+    ]
+    assert results[0].comment == "Flow assay."
+    # The second result costs its insert and history row (and a signal, as it fails), not
+    # another lock or chain append.
+    assert len(two) <= len(one) + 3
+    events = list(
+        AuditEvent.objects.filter(event_type=BatchEvent.RESULT_RECORDED, seq__gt=before)
+        .order_by("seq")
+        .values_list("extra_data", "reason")
+    )
+    assert [(extra["batch"], extra["specification"]) for extra, _ in events] == [
+        (batch.number, "viability"),
+        (second.number, "viability"),
+        (second.number, "endotoxin"),
+    ]
+    assert events[-1][1] == "LIMS upload"
+    assert audit_chain_verify().intact
+    for result in results:
+        history = TestResult.history.get(id=result.pk)
+        assert history.history_change_reason == "LIMS upload"
+        assert history.history_username == plant.operator.username
+    assert BatchSignal.objects.get(batch=second).kind == SignalKind.RESULT_FAILED
+
+
+@pytest.mark.parametrize(
+    ("entries", "status", "code"),
+    [
+        ([("viability", "92"), ("potency", "1")], 400, "unknown_specification"),
+        ([("viability", "92"), ("viability", "93")], 400, "duplicate_specification"),
+        ([("viability", "92"), ("endotoxin", "NaN")], 400, "invalid_value"),
+        ([("endotoxin", "0.5"), ("sterility", "0")], 409, "batch_decided"),
+        ([], 400, "no_results"),
+        ([(f"cqa-{i}", "1") for i in range(51)], 400, "too_many_results"),
+    ],
+)
+def test_results_sent_together_are_all_recorded_or_none(plant, entries, status, code):
+    if code == "batch_decided":  # certified: only the late sterility result may still come
+        batch = ready_batch(plant)
+        services.batch_certify(
+            actor=plant.qp, batch=batch, credentials=signing(plant.qp), reason="clear"
+        )
+    else:
+        batch = do_steps(plant, start(plant))
+    events = AuditEvent.objects.count()
+    results = TestResult.objects.count()
+    _refused(
+        lambda: services.results_record(
+            actor=plant.operator,
+            batch=batch,
+            entries=[services.ResultEntry(key, value) for key, value in entries],
+        ),
+        status,
+        code,
+    )
+    assert (AuditEvent.objects.count(), TestResult.objects.count()) == (events, results)
+
+
+def test_a_result_already_recorded_refuses_the_whole_set(plant):
+    batch = do_steps(plant, start(plant))
+    services.result_record(
+        actor=plant.operator, batch=batch, specification_key="endotoxin", value="0.5"
+    )
+    _refused(
+        lambda: services.results_record(
+            actor=plant.operator,
+            batch=batch,
+            entries=[
+                services.ResultEntry("viability", "92"),
+                services.ResultEntry("endotoxin", "0.4"),
+            ],
+        ),
+        409,
+        "result_exists",
+    )
+    assert list(batch.results.values_list("specification__key", "value")) == [
+        ("endotoxin", Decimal("0.5"))
+    ]
 
 
 #

@@ -11,10 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from controlsite.api.models import ApiToken, TokenScope
+from controlsite.api.models import ApiToken, IdempotencyRecord, TokenScope
 from controlsite.api.tokens import api_token_create, api_token_revoke
 from controlsite.audit.models import AuditEvent, AuditReview
 from controlsite.signatures.models import ElectronicSignature
+from controlsite.tasks import idempotency_purge
 from tests.matrix import ANON, Matrix, only
 from tests.personas import PASSWORD, signature_fields
 
@@ -371,6 +372,34 @@ def test_idempotency_keys_are_per_principal(api_client_for, persona):
     assert (a.status_code, b.status_code) == (201, 201)
     assert "Idempotent-Replayed" not in b
     assert AuditReview.objects.count() == 2
+
+
+def test_a_key_past_its_lifetime_is_claimed_anew_and_the_hourly_purge_forgets_it(
+    qa_api, persona, settings
+):
+    qa = persona("qa")
+    url = reverse("api:audit-review-list")
+    first = qa_api.post(
+        url, signature_fields(qa, comment="one"), format="json", HTTP_IDEMPOTENCY_KEY="k-old"
+    )
+    assert first.status_code == 201
+    old = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS + 1)
+    IdempotencyRecord.objects.filter(key="k-old").update(created_at=old)
+    again = qa_api.post(
+        url, signature_fields(qa, comment="two"), format="json", HTTP_IDEMPOTENCY_KEY="k-old"
+    )
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert AuditReview.objects.count() == 2
+    IdempotencyRecord.objects.filter(key="k-old").update(created_at=old)
+    fresh = qa_api.post(
+        url, signature_fields(qa, comment="3"), format="json", HTTP_IDEMPOTENCY_KEY="k-new"
+    )
+    assert fresh.status_code == 201
+    assert idempotency_purge.apply().get() == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["k-new"]
+    assert "controlsite.idempotency_purge" in {
+        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    }
 
 
 #

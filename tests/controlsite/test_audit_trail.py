@@ -16,7 +16,7 @@ from controlsite.accounts.roles import Role
 from controlsite.accounts.services import role_grant, role_revoke
 from controlsite.audit.context import audit_context
 from controlsite.audit.events import KernelEvent
-from controlsite.audit.history import ChangeReasonMissingError
+from controlsite.audit.history import ChangeReasonMissingError, create_with_history
 from controlsite.audit.immutability import TRIGGER_NAME, history_tables, protected_tables
 from controlsite.audit.models import AuditEvent
 from controlsite.audit.review import audit_review_sign
@@ -92,6 +92,41 @@ def test_a_write_without_a_reason_is_refused_and_nothing_is_saved(persona):
         user.save(update_fields=["first_name"])
     assert User.objects.get(pk=user.pk).first_name == "Omar"
     assert user.history.count() == 1
+
+
+HISTORY_FIELDS = ["history_type", "history_change_reason", "history_username", "request_id"]
+HISTORY_FIELDS += ["ip", "user_agent", "history_user_id", "user_id", "role", "granted_by_id"]
+
+
+def test_rows_created_together_get_the_history_rows_save_would_write(persona):
+    """AT-01, AT-03: `create_with_history` is a bulk insert that keeps every history row."""
+    admin, one, two = persona("sysadmin"), persona("operator"), persona("trainer")
+    with audit_context(request_id="req-1", ip="10.0.0.7", user=admin, reason="cover"):
+        saved = RoleGrant(user=one, role=Role.QP, granted_by=admin)
+        saved.save()
+        together = create_with_history(
+            [
+                RoleGrant(user=one, role=Role.TRAINER, granted_by=admin),
+                RoleGrant(user=two, role=Role.QP, granted_by=admin),
+            ]
+        )
+    assert all(grant.pk for grant in together)
+    expected = saved.history.values(*HISTORY_FIELDS).get()
+    for grant in together:
+        row = grant.history.values(*HISTORY_FIELDS).get()
+        assert {**row, "user_id": 0, "role": ""} == {**expected, "user_id": 0, "role": ""}
+        assert (row["user_id"], row["role"]) == (grant.user_id, grant.role)
+    assert RoleGrant.objects.get(pk=together[1].pk).role == Role.QP
+
+
+def test_rows_created_together_without_a_reason_are_refused_and_none_is_saved(persona):
+    admin, user = persona("sysadmin"), persona("operator")
+    before = RoleGrant.objects.count()
+    with pytest.raises(ChangeReasonMissingError):
+        create_with_history([RoleGrant(user=user, role=Role.QP, granted_by=admin)])
+    with pytest.raises(TypeError), audit_context(reason="mixed"):
+        create_with_history([RoleGrant(user=user, role=Role.QP), AuditEvent()])
+    assert RoleGrant.objects.count() == before
 
 
 def test_role_changes_are_audit_events_with_old_and_new_roles(persona):

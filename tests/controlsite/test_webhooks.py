@@ -131,7 +131,8 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.receiver = the_receiver
     the_receiver.server = server
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for the loop's next look, 0.5 s by default, per test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield the_receiver
     server.shutdown()
