@@ -93,9 +93,8 @@ from controlsite.signatures.services import (
 from controlsite.webhooks.services import webhook_emit
 from masterfile.models import Product
 from masterfile.selectors import effective_version, site_listed_for_product
-from sites.choices import SiteRole
 from sites.models import Site
-from sites.selectors import site_can_manufacture, sites_visible_to
+from sites.selectors import site_can_manufacture, site_leads, sites_visible_to
 
 _VALUE_LIMIT = Decimal(10) ** (VALUE_MAX_DIGITS - VALUE_DECIMAL_PLACES)
 
@@ -167,15 +166,6 @@ def _batch_url(batch: Batch) -> str:
 
 def _qps() -> Iterable[User]:
     return users_holding(Role.QP)
-
-
-def _site_leads(site: Site) -> Iterable[User]:
-    return User.objects.filter(
-        is_active=True,
-        site_memberships__site=site,
-        site_memberships__role=SiteRole.SITE_LEAD,
-        site_memberships__ended_at__isnull=True,
-    ).distinct()
 
 
 def _emit(event_type: BatchWebhook, batch: Batch, **data: Any) -> None:
@@ -747,7 +737,7 @@ def _out_of_limit(batch: Batch, record: StepRecord, actor: User) -> None:
         extra=detail,
     )
     notify(
-        recipients=[*_site_leads(batch.site)],
+        recipients=[*site_leads(batch.site)],
         subject=f"{batch.number}: step {record.position} outside limits "
         f"({', '.join(record.out_of_limit)})",
         body="The value is kept and flagged; raise a deviation.",
@@ -999,7 +989,7 @@ def _escalate_late_failure(batch: Batch, result: TestResult, actor: User) -> Non
         extra={"specification": spec.key, "value": format(result.value, "f")},
     )
     notify(
-        recipients=[*_qps(), *_site_leads(batch.site)],
+        recipients=[*_qps(), *site_leads(batch.site)],
         subject=f"URGENT {batch.number}: late result failed — {spec.name} "
         f"{result.value_label} outside {spec.limits_label}",
         body=f"Batch {batch.number} was certified before this result. Contact the treating "
@@ -1264,7 +1254,7 @@ def _coi_mismatch(batch: Batch, actor: User, given: str) -> ConflictError:
             extra={"given": given[:COI_MAX]},
         )
         notify(
-            recipients=[*_site_leads(batch.site)],
+            recipients=[*site_leads(batch.site)],
             subject=f"{batch.number}: chain-of-identity mismatch at hand-over",
             body="The reference given does not match the batch. Nothing was supplied.",
             link=_batch_url(batch),

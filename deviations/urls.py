@@ -6,4 +6,7 @@ app_name = "deviations"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("capa/<str:number>/", views.capa_detail, name="capa-detail"),
+    path("oos/<str:number>/", views.oos_detail, name="oos-detail"),
+    path("<str:number>/", views.deviation_detail, name="detail"),
 ]

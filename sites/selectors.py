@@ -137,6 +137,14 @@ def open_checklist_items(site: Site) -> list[OnboardingItem]:
     return list(site.checklist.filter(status=ChecklistItemStatus.OPEN).order_by("position", "key"))
 
 
+def site_leads(site: Site) -> QuerySet[Any]:
+    """The active people leading `site` now."""
+    from controlsite.accounts.models import User
+
+    leads = live_memberships().filter(site=site, role=SiteRole.SITE_LEAD).values("user_id")
+    return User.objects.filter(is_active=True, pk__in=leads)
+
+
 def site_people_to_alert(site: Site) -> list[Any]:
     """The site lead(s) and every QP: who hears at once when a site is suspended or ceased."""
     from controlsite.accounts.models import RoleGrant, User

@@ -63,6 +63,8 @@ HISTORY_EXEMPT: dict[str, str] = {
     "completion, failure and every download are audit events",
     "batches.batchsignal": "an outbox row for the deviations app; what caused it (an "
     "out-of-limit value, a failed result, a mismatch) is audited where it happened",
+    "deviations.recordsequence": "a counter behind record numbers; each number it gives is in "
+    "its record's own history and creation event",
 }
 
 BULK_WRITES = {"update", "bulk_create", "bulk_update"}

@@ -337,6 +337,23 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "webhooks.deliver_due",
         "schedule": 60.0,
     },
+    # Batch signals (out-of-limit values, failed results, COI mismatches) become deviations.
+    "deviations-signals": {
+        "task": "deviations.signals_process",
+        "schedule": 60.0,
+    },
+    "deviations-escalate-overdue": {
+        "task": "deviations.escalate_overdue",
+        "schedule": 3600.0,
+    },
+}
+
+# Deviation due dates (DV-04): working days to triage, calendar days to close, per class.
+DEVIATION_TRIAGE_WORKING_DAYS = env_int("DEVIATION_TRIAGE_WORKING_DAYS", 1)
+DEVIATION_CLOSURE_DAYS = {
+    "minor": env_int("DEVIATION_CLOSURE_DAYS_MINOR", 30),
+    "major": env_int("DEVIATION_CLOSURE_DAYS_MAJOR", 30),
+    "critical": env_int("DEVIATION_CLOSURE_DAYS_CRITICAL", 30),
 }
 # Task modules outside `<app>.tasks` that workers must know (autodiscovery finds only those).
 CELERY_IMPORTS = ["controlsite.webhooks.tasks"]

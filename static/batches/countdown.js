@@ -4,23 +4,41 @@
  * Each <time class="countdown" data-expires="ISO 8601"> shows the time left, ticking every
  * second. The clock is the server's: the nearest [data-server-now] gives its time when the
  * page or the polled fragment was rendered, so a wrong clock on the device never shows a
- * batch as fresher than it is. Under 15 minutes the countdown turns red; past expiry it reads
+ * batch as fresher than it is (the best of the last minute's readings, see readSkew). Under 15 minutes the countdown turns red; past expiry it reads
  * "expired". htmx swaps in new rows every 2 s; the ticking carries on over them.
  */
 (function () {
   "use strict";
 
   var URGENT_SECONDS = 15 * 60;
+  var SAMPLE_WINDOW_MS = 60 * 1000;
   var skew = 0;
+  var samples = [];
 
+  // Each rendered fragment says the server's time when it was rendered; by the time it is read
+  // the server has moved on by the request's latency, so every sample of (server - device)
+  // falls short by that much. The largest recent sample is the best estimate, and keeps the
+  // countdown from stepping back when a slow poll lands.
   function readSkew(root) {
     var holder = (root || document).querySelector("[data-server-now]");
-    if (holder) {
-      var server = Date.parse(holder.getAttribute("data-server-now"));
-      if (!isNaN(server)) {
-        skew = server - Date.now();
-      }
+    if (!holder) {
+      return;
     }
+    var server = Date.parse(holder.getAttribute("data-server-now"));
+    if (isNaN(server)) {
+      return;
+    }
+    var now = Date.now();
+    samples.push([now, server - now]);
+    samples = samples.filter(function (sample) {
+      return now - sample[0] <= SAMPLE_WINDOW_MS;
+    });
+    skew = Math.max.apply(
+      null,
+      samples.map(function (sample) {
+        return sample[1];
+      })
+    );
   }
 
   function pad(n) {
