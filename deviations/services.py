@@ -663,6 +663,16 @@ _SIGNAL_CLASS = {
 }
 
 
+def _signal_class(signal: BatchSignal) -> str:
+    """The class the system proposes (QA confirms it): a failed registered specification is
+    major, a failed in-house one minor, as the release gates weigh them (BR-08)."""
+    if signal.kind == SignalKind.RESULT_FAILED:
+        key = str(signal.detail.get("specification", ""))
+        registered = signal.batch.template.specifications.filter(key=key, registered=True)
+        return DeviationClass.MAJOR if registered.exists() else DeviationClass.MINOR
+    return _SIGNAL_CLASS.get(SignalKind(signal.kind), DeviationClass.MAJOR)
+
+
 def signals_process(*, limit: int = 500) -> int:
     """Turn unprocessed batch signals into deviations, exactly once each (the one-to-one link
     and the row lock make a second run, or a second worker, a no-op). Returns how many."""
@@ -693,7 +703,7 @@ def signals_process(*, limit: int = 500) -> int:
                 title=f"{signal.get_kind_display()} on {batch.number}"[:TITLE_MAX],
                 description=f"Raised by the system from the batch record: "
                 f"{signal.get_kind_display().lower()}{f' ({detail})' if detail else ''}.",
-                proposed_class=_SIGNAL_CLASS.get(SignalKind(signal.kind), DeviationClass.MAJOR),
+                proposed_class=_signal_class(signal),
                 immediate_action="",
                 occurred_at=signal.created_at,
             )

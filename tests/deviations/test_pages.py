@@ -5,13 +5,19 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from controlsite.audit.context import audit_context
+from deviations import services
 from deviations.choices import DeviationClass
+from deviations.models import Capa, Deviation
+from deviations.selectors import deviation_trends as trend_selector
 from tests.batches.helpers import make_plant, start
+from tests.batches.test_pages import sig
 from tests.deviations.test_services import make_capa, raise_on
 from tests.personas import login, make_persona
 
@@ -61,3 +67,151 @@ def test_an_overdue_deviation_is_flagged_in_the_list():
 def test_signed_out_people_are_sent_to_sign_in():
     response = Client().get(reverse("deviations:index"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_a_deviation_goes_from_raised_to_closed_through_the_pages():
+    plant = make_plant()
+    batch = start(plant)
+    operator, lead, qa = (login(Client(), u) for u in (plant.operator, plant.lead, plant.qa))
+    # The batch page's link prefills the site and the batch.
+    form = operator.get(reverse("deviations:index"), {"batch": batch.number}).content.decode()
+    assert f'value="{batch.number}"' in form and "Likely to harm the patient" in form
+    raised = operator.post(
+        reverse("deviations:raise"),
+        {
+            "site": "LDS1",
+            "batch": batch.number,
+            "title": "Bath over temperature",
+            "description": "39.5 °C during thaw.",
+            "proposed_class": "major",
+            "immediate_action": "Spare bath used.",
+        },
+    )
+    assert raised.status_code == 302
+    deviation = Deviation.objects.get()
+    url = reverse("deviations:detail", args=[deviation.number])
+    assert raised["Location"] == url
+
+    def post(client: Client, name: str, data: dict[str, str], *args: object) -> object:
+        return client.post(reverse(name, args=[deviation.number, *args]), data)
+
+    # Triage before the class is confirmed: refused on the page, nothing changes.
+    refused = post(qa, "deviations:transition", {"reason": "go"}, "triage")
+    assert refused.status_code == 409
+    assert "Confirm" in refused.content.decode()
+    post(qa, "deviations:confirm-class", {"deviation_class": "major", "reason": "criteria"})
+    post(qa, "deviations:transition", {"reason": "triaged"}, "triage")
+    post(qa, "deviations:transition", {"reason": "start"}, "investigate")
+    saved = post(
+        lead,
+        "deviations:investigation",
+        {
+            "impact_assessment": "No impact on cells.",
+            "root_cause_category": "human_error",
+            "root_cause": "Misread dial.",
+            "reason": "written",
+        },
+    )
+    assert saved.status_code == 400 and "justification" in saved.content.decode()
+    post(
+        lead,
+        "deviations:investigation",
+        {
+            "impact_assessment": "No impact on cells.",
+            "root_cause_category": "equipment",
+            "root_cause": "Thermostat drift.",
+            "reason": "written",
+        },
+    )
+    soon = (timezone.localdate() + dt.timedelta(days=7)).isoformat()
+    later = (timezone.localdate() + dt.timedelta(days=60)).isoformat()
+    made = post(
+        qa,
+        "deviations:capa-create",
+        {
+            "title": "Replace the thermostat",
+            "description": "Replace and requalify.",
+            "kind": "corrective",
+            "owner": "site_lead",
+            "due_on": soon,
+            "effectiveness_due_on": later,
+            "first_action": "Replace it",
+            "first_action_due_on": soon,
+            "reason": "CAPA",
+        },
+    )
+    capa = Capa.objects.get()
+    assert made["Location"] == reverse("deviations:capa-detail", args=[capa.number])
+    action = capa.actions.get()
+    lead.post(
+        reverse("deviations:capa-action-done", args=[capa.number, action.pk]),
+        {"outcome": "Replaced; IQ/OQ passed."},
+    )
+    post(qa, "deviations:transition", {"reason": "CAPA in place"}, "await-capa")
+    closed = qa.post(
+        reverse("deviations:transition", args=[deviation.number, "close"]),
+        sig(plant.qa, "close", "approved", "Investigation complete."),
+    )
+    assert closed.status_code == 302, closed.content.decode()[:2000]
+    deviation.refresh_from_db()
+    assert deviation.status == "closed" and deviation.closure_signature is not None
+    page = qa.get(url).content.decode()
+    assert "signed by Quinn Adams" in page
+
+
+def test_people_without_the_role_cannot_post_qa_actions():
+    plant = make_plant()
+    deviation = raise_on(plant)
+    operator = login(Client(), plant.operator)
+    response = operator.post(
+        reverse("deviations:confirm-class", args=[deviation.number]),
+        {"deviation_class": "minor", "reason": "mine"},
+    )
+    assert response.status_code == 403
+    deviation.refresh_from_db()
+    assert deviation.confirmed_class == ""
+    inspector = login(Client(), make_persona("inspector"))
+    assert inspector.post(reverse("deviations:raise"), {}).status_code == 403
+
+
+def test_trends_compare_each_site_with_the_network_and_the_reference_site():
+    plant = make_plant()
+    batches = [start(plant) for _ in range(2)] + [start(plant, plant.spoke) for _ in range(2)]
+    raise_on(plant, batches[0], cls=DeviationClass.MINOR)
+    raise_on(plant, batches[1], cls=DeviationClass.MAJOR)
+    services.deviation_raise(
+        actor=plant.operator,
+        site=plant.spoke,
+        batch=batches[2],
+        title="Label misprint",
+        description="Printer smudge.",
+        proposed_class="minor",
+    )
+    data = trend_selector(user=plant.qa, months=12)
+    by_code = {s.code: s for s in data.sites}
+    assert (by_code["LDS1"].deviations, by_code["LDS1"].batches) == (2, 2)
+    assert by_code["LDS1"].is_reference and not by_code["MAN2"].is_reference
+    assert by_code["MAN2"].per_100_batches == 50.0
+    assert data.network_per_100_batches == 75.0 and data.reference_per_100_batches == 100.0
+    assert data.months[-1].by_class == {"minor": 2, "major": 1}
+    assert len(data.months) == 12
+    page = _get(plant.qa, "deviations:trends").content.decode()
+    assert "Per site against the network" in page and "Reference" in page
+    assert "75.0 deviations per 100 batches" in page
+
+
+def test_the_trend_page_reads_a_fixed_number_of_queries():
+    plant = make_plant()
+    client = login(Client(), plant.qa)
+    url = reverse("deviations:trends")
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    raise_on(plant)
+    few = count()
+    for _ in range(5):
+        raise_on(plant, start(plant), cls=DeviationClass.CRITICAL)
+    assert count() == few

@@ -571,17 +571,23 @@ def test_an_open_minor_deviation_warns_and_a_cancelled_one_says_nothing(plant):
 
 def test_batch_signals_become_deviations_exactly_once(plant):
     batch = do_steps(plant, start(plant))
-    batch_services.result_record(
-        actor=plant.operator, batch=batch, specification_key="endotoxin", value="9"
-    )
-    signal = BatchSignal.objects.get(batch=batch, kind=SignalKind.RESULT_FAILED)
-    assert services.signals_process() == 1
+    for key, value in (("endotoxin", "9"), ("viability", "50")):
+        batch_services.result_record(
+            actor=plant.operator, batch=batch, specification_key=key, value=value
+        )
+    assert services.signals_process() == 2
     assert services.signals_process() == 0
-    deviation = Deviation.objects.get(signal=signal)
+    by_key = {
+        d.signal.detail["specification"]: d
+        for d in Deviation.objects.select_related("signal").filter(signal__batch=batch)
+    }
+    # As the gates weigh them: a failed registered specification is major, in-house minor.
+    assert by_key["viability"].proposed_class == DeviationClass.MAJOR
+    assert by_key["endotoxin"].proposed_class == DeviationClass.MINOR
+    deviation = by_key["endotoxin"]
     assert deviation.source == "signal" and deviation.batch == batch
-    assert deviation.proposed_class == DeviationClass.MAJOR
     assert "endotoxin" in deviation.description
-    event = AuditEvent.objects.get(event_type=DeviationEvent.RAISED)
-    assert event.actor is None and event.actor_username == "system"
-    signal.refresh_from_db()
-    assert signal.processed_at is not None
+    event = AuditEvent.objects.filter(event_type=DeviationEvent.RAISED).first()
+    assert event is not None and event.actor is None and event.actor_username == "system"
+    assert not BatchSignal.objects.filter(batch=batch, processed_at__isnull=True).exists()
+    assert BatchSignal.objects.filter(batch=batch, kind=SignalKind.RESULT_FAILED).count() == 2

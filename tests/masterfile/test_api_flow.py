@@ -5,7 +5,9 @@ check it is the PDF whose SHA-256 the API states (MF-03, MF-06, ES-01, DI-07).
 
 The export really renders: Celery runs eagerly, the task is sent when the request's transaction
 commits, and rendering refuses to run inside one — so this test uses a transactional database
-(`serialized_rollback` restores the seeded section templates).
+(the `migration_seeds` fixture puts the seeded section templates back; `serialized_rollback`
+restores them only if no transactional test without it ran before, whose flush re-creates the
+content types it would insert again).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from controlsite.signatures.models import ElectronicSignature
 from masterfile.models import MasterFileVersion
 from tests.personas import signature_fields
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migration_seeds")]
 
 
 def ok(response: Any, status: int = 200) -> dict[str, Any]:
