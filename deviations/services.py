@@ -82,6 +82,9 @@ from sites.selectors import site_leads, sites_visible_to, user_roles_at_site
 # Shared checks
 #
 
+# How far back a deviation may be dated when raised (a late discovery, not a typing slip).
+OCCURRED_WITHIN_DAYS = 5 * 365
+
 
 def _text(value: str, *, field: str, limit: int = TEXT_MAX, required: bool = True) -> str:
     value = (value or "").strip()
@@ -223,6 +226,11 @@ def deviation_raise(
     occurred_at = occurred_at or now
     if occurred_at > now + dt.timedelta(minutes=5):
         raise ApplicationError("It cannot have occurred in the future.", code="date_in_future")
+    if occurred_at < now - dt.timedelta(days=OCCURRED_WITHIN_DAYS):
+        raise ApplicationError(
+            f"It is dated more than {OCCURRED_WITHIN_DAYS // 365} years ago: check the date.",
+            code="date_out_of_range",
+        )
     if step_record is not None:
         batch = batch or step_record.batch
         if step_record.batch_id != batch.pk:
@@ -587,6 +595,7 @@ def extension_decide(
     reason = require_reason(reason)
     with transaction.atomic(), audit_context(reason=reason, user=actor):
         deviation = _lock(extension.deviation)
+        _require_open(deviation)
         locked = DeviationExtension.objects.select_for_update().get(pk=extension.pk)
         if locked.status != ExtensionStatus.REQUESTED:
             raise TransitionNotAllowedError(
@@ -779,7 +788,8 @@ def capa_create(
         if oos is not None
         else None
     )
-    checked = [_action_input(item) for item in actions]
+    _require_owner_eligible(owner, site)
+    checked = [_action_input(item, site) for item in actions]
     with transaction.atomic(), audit_context(reason=reason, user=actor):
         if deviation is not None:
             _require_open(_lock(deviation))
@@ -825,9 +835,23 @@ class _Action:
     due_on: dt.date
 
 
-def _action_input(item: ActionInput) -> _Action:
+def _require_owner_eligible(owner: User, site: Site | None) -> None:
+    """An owner works on GMP records and, for a site's CAPA, may see the site: an
+    administrator, an inspector or someone elsewhere could not act on it."""
+    if not _may_raise(owner) or (
+        site is not None and not sites_visible_to(owner).filter(pk=site.pk).exists()
+    ):
+        raise ApplicationError(
+            f"{owner.printed_name} cannot own this: an owner is QA, a QP or site staff "
+            "who may see the site.",
+            code="owner_not_eligible",
+        )
+
+
+def _action_input(item: ActionInput, site: Site | None) -> _Action:
     if item.owner is None or not item.owner.is_active:
         raise ApplicationError("Each action needs an active owner.", code="owner_required")
+    _require_owner_eligible(item.owner, site)
     return _Action(
         description=_text(item.description, field="Action"),
         owner=item.owner,
@@ -870,7 +894,7 @@ def capa_action_add(*, actor: User, capa: Capa, item: ActionInput, reason: str) 
     """Add an action to an open CAPA (QA)."""
     _require_qa(actor, "adds CAPA actions")
     reason = require_reason(reason)
-    checked = _action_input(item)
+    checked = _action_input(item, capa.site)
     with transaction.atomic(), audit_context(reason=reason, user=actor):
         locked = _lock_capa(capa)
         _require_capa_open(locked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -92,7 +93,7 @@ def test_a_deviation_goes_from_raised_to_closed_through_the_pages():
     url = reverse("deviations:detail", args=[deviation.number])
     assert raised["Location"] == url
 
-    def post(client: Client, name: str, data: dict[str, str], *args: object) -> object:
+    def post(client: Client, name: str, data: dict[str, str], *args: object) -> Any:
         return client.post(reverse(name, args=[deviation.number, *args]), data)
 
     # Triage before the class is confirmed: refused on the page, nothing changes.

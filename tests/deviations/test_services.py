@@ -462,6 +462,39 @@ def test_a_capa_without_owner_or_due_date_writes_nothing(plant, overrides, code)
     assert not Capa.objects.exists() and not CapaAction.objects.exists()
 
 
+@pytest.mark.parametrize("who", ["sysadmin", "inspector", "elsewhere"])
+def test_a_capa_owner_must_be_able_to_act_at_the_site(plant, who):
+    deviation = raise_on(plant)
+    owner = (
+        make_persona("operator", username="elsewhere") if who == "elsewhere" else make_persona(who)
+    )
+    _refused(lambda: make_capa(plant, deviation, owner=owner), 400, "owner_not_eligible")
+    assert not Capa.objects.exists()
+
+
+def test_an_extension_of_a_closed_deviation_cannot_be_decided(plant):
+    deviation = raise_on(plant)
+    extension = services.extension_request(
+        actor=plant.qa,
+        deviation=deviation,
+        requested_due_on=deviation.due_on + dt.timedelta(days=7),
+        reason="vendor",
+    )
+    deviation = triaged(plant, deviation)
+    services.deviation_transition(
+        actor=plant.qa, deviation=deviation, action=DeviationAction.CANCEL, reason="duplicate"
+    )
+    _refused(
+        lambda: services.extension_decide(
+            actor=plant.qa, extension=extension, approve=True, reason="late"
+        ),
+        409,
+        "deviation_not_open",
+    )
+    deviation.refresh_from_db()
+    assert deviation.due_on == extension.current_due_on
+
+
 def test_a_capa_closes_only_after_an_effective_check_and_a_signature(plant):
     deviation = raise_on(plant)
     capa = make_capa(plant, deviation)
@@ -578,8 +611,9 @@ def test_batch_signals_become_deviations_exactly_once(plant):
     assert services.signals_process() == 2
     assert services.signals_process() == 0
     by_key = {
-        d.signal.detail["specification"]: d
+        str(d.signal.detail["specification"]): d
         for d in Deviation.objects.select_related("signal").filter(signal__batch=batch)
+        if d.signal is not None
     }
     # As the gates weigh them: a failed registered specification is major, in-house minor.
     assert by_key["viability"].proposed_class == DeviationClass.MAJOR
