@@ -12,12 +12,13 @@ from django.utils import timezone
 
 from batches.selectors import batches_visible_to
 from controlsite.accounts import permissions
-from controlsite.accounts.roles import Capability
+from controlsite.accounts.models import RoleGrant, User
+from controlsite.accounts.roles import Capability, Role
 from controlsite.accounts.scope import token_site_limit
 from deviations.choices import DEVIATION_OPEN, DeviationStatus, RootCauseCategory
 from deviations.models import Capa, Deviation, OosInvestigation
 from masterfile.models import Product
-from sites.selectors import sites_visible_to
+from sites.selectors import live_memberships, sites_visible_to
 
 
 def _sees_every_site(user: Any) -> bool:
@@ -58,6 +59,30 @@ def oos_visible_to(user: Any) -> QuerySet[OosInvestigation]:
     if _sees_every_site(user):
         return OosInvestigation.objects.all()
     return OosInvestigation.objects.filter(result__batch__site__in=sites_visible_to(user))
+
+
+def class_in_force_q(deviation_class: str) -> Q:
+    """Deviations whose class in force is `deviation_class`: QA's once confirmed, the raiser's
+    proposal until then (`Deviation.deviation_class`)."""
+    return Q(confirmed_class=deviation_class) | Q(
+        confirmed_class="", proposed_class=deviation_class
+    )
+
+
+def capa_owner_choices(site: Any) -> QuerySet[User]:
+    """The people a page offers as a CAPA or action owner: Control Site QA and QPs, and the
+    people working at the CAPA's site now (the service checks each again)."""
+    grants = RoleGrant.objects.filter(
+        permissions.live_grants_q(), role__in=[Role.CONTROL_SITE_QA, Role.QP]
+    ).values("user_id")
+    at_site = Q()
+    if site is not None:
+        at_site = Q(pk__in=live_memberships().filter(site=site).values("user_id"))
+    return (
+        User.objects.filter(Q(pk__in=grants) | at_site, is_active=True)
+        .distinct()
+        .order_by("last_name", "first_name")
+    )
 
 
 def overdue_q(today: dt.date | None = None) -> Q:

@@ -108,7 +108,9 @@ def _require_qa(actor: User, what: str) -> None:
     permissions.require(actor, Capability.MANAGE_QUALITY_RECORDS, f"Only Control Site QA {what}.")
 
 
-def _may_raise(actor: User) -> bool:
+def may_raise(actor: Any) -> bool:
+    """Whether `actor` raises deviations (and may own a CAPA): QA, QPs, site staff and
+    integrators; never inspectors, trainers or the administrator."""
     return any(
         permissions.user_can(actor, capability)
         for capability in (
@@ -124,10 +126,16 @@ def _require_sees_site(actor: User, site: Site) -> None:
         raise PermissionRefusedError(f"You do not work at {site.code}.", code="not_a_site_member")
 
 
+def may_investigate(actor: Any, site: Site) -> bool:
+    """Whether `actor` writes a deviation's investigation and asks for extensions at `site`:
+    Control Site QA, or the site lead there."""
+    return permissions.user_can(
+        actor, Capability.MANAGE_QUALITY_RECORDS
+    ) or SiteRole.SITE_LEAD in user_roles_at_site(actor, site)
+
+
 def _require_qa_or_site_lead(actor: User, site: Site, what: str) -> None:
-    if permissions.user_can(actor, Capability.MANAGE_QUALITY_RECORDS):
-        return
-    if SiteRole.SITE_LEAD in user_roles_at_site(actor, site):
+    if may_investigate(actor, site):
         return
     raise PermissionRefusedError(
         f"Only Control Site QA or the site lead at {site.code} {what}.", code="permission_denied"
@@ -209,7 +217,7 @@ def deviation_raise(
 ) -> Deviation:
     """Raise a deviation from a site, a batch, a step, a result or an audit finding (DV-01).
     The raiser proposes a class; QA confirms it (DV-03). QA is told at once."""
-    if not _may_raise(actor):
+    if not may_raise(actor):
         raise PermissionRefusedError(
             "Only site staff, integrators, Control Site QA and QPs raise deviations.",
             code="permission_denied",
@@ -838,7 +846,7 @@ class _Action:
 def _require_owner_eligible(owner: User, site: Site | None) -> None:
     """An owner works on GMP records and, for a site's CAPA, may see the site: an
     administrator, an inspector or someone elsewhere could not act on it."""
-    if not _may_raise(owner) or (
+    if not may_raise(owner) or (
         site is not None and not sites_visible_to(owner).filter(pk=site.pk).exists()
     ):
         raise ApplicationError(

@@ -9,7 +9,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -19,7 +18,6 @@ from django.views.decorators.http import require_GET, require_POST
 from batches.selectors import batches_visible_to
 from controlsite.accounts import permissions
 from controlsite.accounts.http import request_user
-from controlsite.accounts.models import User
 from controlsite.accounts.roles import Capability
 from controlsite.errors import ApplicationError, PermissionRefusedError
 from controlsite.signatures.forms import SignatureForm
@@ -53,8 +51,7 @@ from deviations.forms import (
 )
 from deviations.models import Capa, CapaAction, Deviation, DeviationExtension, OosInvestigation
 from masterfile.selectors import products_visible_to
-from sites.choices import SiteRole
-from sites.selectors import sites_visible_to, user_roles_at_site
+from sites.selectors import sites_visible_to
 
 PAGE_SIZE = 50
 
@@ -65,21 +62,6 @@ PAGE_SIZE = 50
 
 def _is_qa(user: Any) -> bool:
     return permissions.user_can(user, Capability.MANAGE_QUALITY_RECORDS)
-
-
-def _may_raise(user: Any) -> bool:
-    return any(
-        permissions.user_can(user, capability)
-        for capability in (
-            Capability.MANAGE_QUALITY_RECORDS,
-            Capability.CERTIFY_BATCH,
-            Capability.RECORD_MANUFACTURE,
-        )
-    )
-
-
-def _leads(user: Any, deviation: Deviation) -> bool:
-    return SiteRole.SITE_LEAD in user_roles_at_site(user, deviation.site)
 
 
 def _refused(request: HttpRequest, exc: ApplicationError) -> int:
@@ -134,10 +116,6 @@ def _capa_or_404(request: HttpRequest, number: str) -> Capa:
         raise Http404("No such CAPA") from exc
 
 
-def _people() -> QuerySet[User]:
-    return User.objects.filter(is_active=True).order_by("last_name", "first_name")
-
-
 def _close_signature(request: HttpRequest, data: Any = None) -> SignatureForm:
     form = SignatureForm(data, request=request, meaning=SignatureMeaning.APPROVED, prefix="close")
     form.meaning_value = "approved-close"
@@ -164,7 +142,7 @@ def _index_context(request: HttpRequest, raise_form: RaiseForm | None = None) ->
         (d, DEVIATION_BADGE[d.status], CLASS_BADGE[d.deviation_class], d.pk in overdue)
         for d in deviations
     ]
-    if raise_form is None and _may_raise(user):
+    if raise_form is None and services.may_raise(user):
         initial: dict[str, Any] = {}
         batch_number = request.GET.get("batch", "")
         batch = batches_visible_to(user).filter(number=batch_number).select_related("site").first()
@@ -191,7 +169,7 @@ def index(request: HttpRequest) -> HttpResponse:
 @require_POST
 def raise_deviation(request: HttpRequest) -> HttpResponse:
     actor = request_user(request)
-    if not _may_raise(actor):
+    if not services.may_raise(actor):
         raise PermissionDenied
     form = RaiseForm(request.POST, sites=sites_visible_to(actor).order_by("code"))
 
@@ -239,7 +217,7 @@ def _detail_context(
     user = request.user
     bound = bound or {}
     is_qa = _is_qa(user)
-    may_investigate = deviation.is_open and (is_qa or _leads(user, deviation))
+    may_investigate = deviation.is_open and services.may_investigate(user, deviation.site)
     capas = list(deviation.capas.select_related("owner").order_by("number"))
     extensions = list(deviation.extensions.select_related("created_by", "decided_by"))
     actions = []
@@ -278,7 +256,8 @@ def _detail_context(
         "investigation_form": investigation,
         "extension_form": bound.get("extension") or ExtensionForm(),
         "decision_form": bound.get("decision") or TransitionForm(),
-        "capa_form": bound.get("capa") or CapaForm(people=_people()),
+        "capa_form": bound.get("capa")
+        or CapaForm(people=selectors.capa_owner_choices(deviation.site)),
         "close_sig": bound.get("close_sig") or _close_signature(request),
     }
 
@@ -446,7 +425,7 @@ def extension_decide(request: HttpRequest, number: str, pk: int, decision: str) 
 def capa_create(request: HttpRequest, number: str) -> HttpResponse:
     deviation = _deviation_or_404(request, number)
     actor = request_user(request)
-    form = CapaForm(request.POST, people=_people())
+    form = CapaForm(request.POST, people=selectors.capa_owner_choices(deviation.site))
     bound = {"capa": form}
     if not form.is_valid():
         return _detail_again(request, deviation, bound, _invalid(request, "No CAPA raised"))
@@ -504,7 +483,8 @@ def _capa_context(
             and capa.status == CapaStatus.OPEN
             and (is_qa or a.owner_id == user.pk)
         },
-        "action_form": bound.get("action") or ActionForm(people=_people()),
+        "action_form": bound.get("action")
+        or ActionForm(people=selectors.capa_owner_choices(capa.site)),
         "done_form": bound.get("done") or ActionDoneForm(),
         "effectiveness_form": bound.get("effectiveness") or EffectivenessForm(),
         "close_sig": bound.get("close_sig") or _close_signature(request),
@@ -531,7 +511,7 @@ def capa_detail(request: HttpRequest, number: str) -> HttpResponse:
 def capa_action_add(request: HttpRequest, number: str) -> HttpResponse:
     capa = _capa_or_404(request, number)
     actor = request_user(request)
-    form = ActionForm(request.POST, people=_people())
+    form = ActionForm(request.POST, people=selectors.capa_owner_choices(capa.site))
     bound = {"action": form}
     if not form.is_valid():
         return _capa_again(request, capa, bound, _invalid(request, "No action added"))

@@ -16,6 +16,7 @@ from controlsite.audit.context import audit_context
 from deviations import services
 from deviations.choices import DeviationClass
 from deviations.models import Capa, Deviation
+from deviations.selectors import capa_owner_choices
 from deviations.selectors import deviation_trends as trend_selector
 from tests.batches.helpers import make_plant, start
 from tests.batches.test_pages import sig
@@ -216,3 +217,16 @@ def test_the_trend_page_reads_a_fixed_number_of_queries():
     for _ in range(5):
         raise_on(plant, start(plant), cls=DeviationClass.CRITICAL)
     assert count() == few
+
+
+def test_the_capa_form_offers_only_people_who_may_own_it():
+    plant = make_plant()
+    deviation = raise_on(plant)
+    for who in ("sysadmin", "inspector"):
+        make_persona(who)
+    make_persona("operator", username="elsewhere")
+    offered = set(capa_owner_choices(deviation.site).values_list("username", flat=True))
+    assert {"qa", "qp", "site_lead", "operator", "operator2"} <= offered
+    assert not offered & {"sysadmin", "inspector", "elsewhere"}
+    page = _get(plant.qa, "deviations:detail", deviation.number).content.decode()
+    assert 'value="site_lead"' in page and 'value="sysadmin"' not in page
