@@ -995,7 +995,7 @@ def _escalate_late_failure(batch: Batch, result: TestResult, actor: User) -> Non
         body=f"Batch {batch.number} was certified before this result. Contact the treating "
         "clinician and raise a deviation now.",
         link=f"{_batch_url(batch)}#result-{spec.key}",
-        severity="danger",
+        severity="block",
     )
     _emit(
         BatchWebhook.LATE_RESULT_FAILED,
@@ -1258,7 +1258,7 @@ def _coi_mismatch(batch: Batch, actor: User, given: str) -> ConflictError:
             subject=f"{batch.number}: chain-of-identity mismatch at hand-over",
             body="The reference given does not match the batch. Nothing was supplied.",
             link=_batch_url(batch),
-            severity="danger",
+            severity="block",
         )
     return ConflictError(
         f"The chain-of-identity reference does not match batch {batch.number}: not supplied. "

@@ -10,13 +10,24 @@ class DeviationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from controlsite import gates
+        from controlsite import demo, gates, record_actions
         from controlsite.audit.events import register_event_labels
         from controlsite.webhooks.registry import register_event_type
         from deviations import gates as deviation_gates
+        from deviations.demo import load_demo_deviations
         from deviations.events import LABELS, WEBHOOK_DESCRIPTIONS
+        from deviations.views import raise_on_batch_url
 
         register_event_labels(LABELS)
         for event_type, description in WEBHOOK_DESCRIPTIONS.items():
             register_event_type(event_type, description)
         gates.register("deviations.no_open_deviation", deviation_gates.no_open_deviation)
+        record_actions.register(
+            record_actions.RecordAction(
+                "deviations.raise_on_batch",
+                "batches.batch",
+                "Raise a deviation",
+                raise_on_batch_url,
+            )
+        )
+        demo.register(demo.DemoLoader("deviations", load_demo_deviations, order=40))

@@ -154,6 +154,13 @@ class OosOutcome(models.TextChoices):
     INVALIDATED = "invalidated", _("Result invalidated on evidence")
 
 
+OOS_BADGE: dict[str, str] = {
+    OosOutcome.OPEN: "warn",
+    OosOutcome.CONFIRMED: "block",
+    OosOutcome.INVALIDATED: "info",
+}
+
+
 #
 # CAPA (DV-02)
 #
@@ -268,8 +275,57 @@ def adr_report_due(aware_on: dt.date) -> dt.date:
     return aware_on + dt.timedelta(days=SERIOUS_ADR_REPORT_DAYS)
 
 
+COMPLAINT_BADGE: dict[str, str] = {
+    ComplaintStatus.OPEN: "warn",
+    ComplaintStatus.CLOSED: "ok",
+}
+COMPLAINT_KIND_BADGE: dict[str, str] = {
+    ComplaintKind.QUALITY: "info",
+    ComplaintKind.ADVERSE_REACTION: "warn",
+}
+# The reporting clock turns amber in its last days, red once the due day has passed (RP-05).
+ADR_CLOCK_WARN_DAYS = 3
+
+
 # Limits stated to users and integrators.
 TITLE_MAX = 200
 TEXT_MAX = 8000
 REASON_MAX = 2000
 EXTENSION_DAYS_MAX = 180
+
+
+#
+# Change-control lifecycle (DV-07…DV-09)
+#
+
+
+class ChangeAction(models.TextChoices):
+    """The verbs of the change-control lifecycle, one service each."""
+
+    SUBMIT = "submit", _("Submit for review")
+    APPROVE = "approve", _("Approve")
+    REJECT = "reject", _("Reject")
+    IMPLEMENT = "implement", _("Record as implemented")
+    CLOSE = "close", _("Close after the post-implementation review")
+
+
+# action → (states it may start from, the state it leads to). Approval reaches `approved` only
+# when every required signature is in: QA's, and a QP's too for a regulatory change.
+CHANGE_TRANSITIONS: dict[ChangeAction, tuple[frozenset[str], ChangeStatus]] = {
+    ChangeAction.SUBMIT: (frozenset({ChangeStatus.DRAFT}), ChangeStatus.IN_REVIEW),
+    ChangeAction.APPROVE: (frozenset({ChangeStatus.IN_REVIEW}), ChangeStatus.APPROVED),
+    ChangeAction.REJECT: (frozenset({ChangeStatus.IN_REVIEW}), ChangeStatus.REJECTED),
+    ChangeAction.IMPLEMENT: (frozenset({ChangeStatus.APPROVED}), ChangeStatus.IMPLEMENTED),
+    ChangeAction.CLOSE: (frozenset({ChangeStatus.IMPLEMENTED}), ChangeStatus.CLOSED),
+}
+# The way forward, in order, for the progress picture; `rejected` ends it at review.
+CHANGE_PATH = (
+    ChangeStatus.DRAFT,
+    ChangeStatus.IN_REVIEW,
+    ChangeStatus.APPROVED,
+    ChangeStatus.IMPLEMENTED,
+    ChangeStatus.CLOSED,
+)
+CHANGE_OPEN = frozenset(
+    {ChangeStatus.DRAFT, ChangeStatus.IN_REVIEW, ChangeStatus.APPROVED, ChangeStatus.IMPLEMENTED}
+)

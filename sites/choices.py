@@ -155,6 +155,8 @@ class NotificationKind(models.TextChoices):
     SITE_REINSTATED = "site_reinstated", _("Site reinstated")
     SITE_CEASED = "site_ceased", _("Site ceased")
     QP_CHANGED = "qp_changed", _("Named QP changed")
+    # A change control touching a site's status or the release process (DV-09, MF-09).
+    CHANGE_CONTROL = "change_control", _("Change control (variation assessment)")
 
 
 # Days from the event to when the notification is due. The regulations read do not give these
@@ -166,6 +168,7 @@ DEFAULT_DUE_DAYS: dict[str, int] = {
     NotificationKind.SITE_REINSTATED: 7,
     NotificationKind.SITE_CEASED: 1,
     NotificationKind.QP_CHANGED: 7,
+    NotificationKind.CHANGE_CONTROL: 30,
 }
 
 ACTION_NOTIFICATION: dict[SiteAction, NotificationKind] = {

@@ -945,6 +945,32 @@ def _regulatory_notification_open(
     return record
 
 
+def regulatory_notification_raise(
+    *, actor: User, kind: NotificationKind, site: Site | None, subject: str, reason: str
+) -> RegulatoryNotification:
+    """Open an MHRA notification record for an event a higher app's service has decided on,
+    e.g. an approved change control touching a site's status or the release process (DV-09,
+    RP-03). Control Site QA or a QP, whose decision it is; call it inside that decision's
+    transaction so both stand or fall together."""
+    if not (
+        permissions.user_can(actor, Capability.MANAGE_QUALITY_RECORDS)
+        or permissions.user_can(actor, Capability.CERTIFY_BATCH)
+    ):
+        raise PermissionRefusedError(
+            "Only Control Site QA or a QP opens an MHRA notification.", code="permission_denied"
+        )
+    if kind not in NotificationKind.values:
+        raise ApplicationError(f"Unknown kind {kind!r}.", code="invalid_kind")
+    subject = (subject or "").strip()
+    if not subject:
+        raise ApplicationError("Say what is to be notified.", code="subject_required")
+    reason = require_reason(reason)
+    with transaction.atomic(), audit_context(reason=reason, user=actor):
+        return _regulatory_notification_open(
+            kind=NotificationKind(kind), site=site, subject=subject, actor=actor
+        )
+
+
 def regulatory_notification_mark_sent(
     *,
     actor: User,

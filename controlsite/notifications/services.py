@@ -11,6 +11,8 @@ from controlsite.accounts.models import User
 from controlsite.background.tasks import enqueue_on_commit
 from controlsite.notifications.models import Notification
 
+SEVERITIES = ("info", "warn", "block")
+
 
 def notify(
     *,
@@ -21,6 +23,9 @@ def notify(
     severity: str = "info",
 ) -> list[Notification]:
     """Create one notice per distinct, active recipient; each is e-mailed once committed."""
+    if severity not in SEVERITIES:
+        # A typo here would show as an unstyled notice; fail where it is written instead.
+        raise ValueError(f"Unknown severity {severity!r}: one of {', '.join(SEVERITIES)}")
     from controlsite.notifications.tasks import notification_email
 
     unique = {user.pk: user for user in recipients if user.is_active}

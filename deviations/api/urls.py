@@ -3,6 +3,9 @@
 from rest_framework.routers import SimpleRouter
 
 from deviations.api import views
+from deviations.api.views import changes as change_views
+from deviations.api.views import complaints as complaint_views
+from deviations.api.views import oos as oos_views
 
 router = SimpleRouter()
 router.register("deviations", views.DeviationViewSet, basename="deviation")
@@ -11,3 +14,9 @@ router.register(
 )
 router.register("capas", views.CapaViewSet, basename="capa")
 router.register("capa-actions", views.CapaActionViewSet, basename="capa-action")
+router.register("change-controls", change_views.ChangeControlViewSet, basename="change-control")
+router.register("change-tasks", change_views.ChangeTaskViewSet, basename="change-task")
+router.register("complaints", complaint_views.ComplaintViewSet, basename="complaint")
+router.register(
+    "oos-investigations", oos_views.OosInvestigationViewSet, basename="oos-investigation"
+)

@@ -52,6 +52,18 @@ CLASS_HELP = mark_safe(  # noqa: S308  (constant text)
 )
 
 
+class _Scoped(forms.Form):
+    """A form that shares its page with others gets ids of its own (`id_<scope>_<field>`), so
+    each label points at its own field (every form here has a `reason`)."""
+
+    scope = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if self.scope:
+            kwargs.setdefault("auto_id", f"id_{self.scope}_%s")
+        super().__init__(*args, **kwargs)
+
+
 class RaiseForm(forms.Form):
     """Raise a deviation: where, what, how bad it looks to the raiser (QA confirms)."""
 
@@ -79,16 +91,19 @@ class RaiseForm(forms.Form):
         site_field.label_from_instance = lambda site: f"{site.code} — {site.name}"  # type: ignore[method-assign,assignment]
 
 
-class ConfirmClassForm(forms.Form):
+class ConfirmClassForm(_Scoped):
+    scope = "class"
     deviation_class = forms.ChoiceField(label="Class", choices=DeviationClass.choices)
     reason = _reason("Why this class")
 
 
-class TransitionForm(forms.Form):
+class TransitionForm(_Scoped):
+    scope = "transition"
     reason = _reason()
 
 
-class InvestigationForm(forms.Form):
+class InvestigationForm(_Scoped):
+    scope = "investigation"
     immediate_action = _text("Immediate action", required=False, rows=2)
     impact_assessment = _text("Impact assessment", required=False)
     root_cause_category = forms.ChoiceField(
@@ -105,12 +120,13 @@ class InvestigationForm(forms.Form):
     reason = _reason()
 
 
-class ExtensionForm(forms.Form):
+class ExtensionForm(_Scoped):
+    scope = "extension"
     requested_due_on = _date("New closure date")
     reason = _reason("Why more time is needed")
 
 
-class _WithOwner(forms.Form):
+class _WithOwner(_Scoped):
     """A form naming an owner among `people` (the people the page offers)."""
 
     owner = forms.ModelChoiceField(
@@ -126,6 +142,7 @@ class _WithOwner(forms.Form):
 
 
 class CapaForm(_WithOwner):
+    scope = "capa"
     field_order = ["title", "description", "kind", "owner", "due_on", "effectiveness_due_on"]
 
     title = forms.CharField(label="Title", max_length=TITLE_MAX)
@@ -139,6 +156,7 @@ class CapaForm(_WithOwner):
 
 
 class ActionForm(_WithOwner):
+    scope = "action"
     field_order = ["description", "owner", "due_on", "reason"]
 
     description = _text("Action", rows=2)
@@ -146,11 +164,13 @@ class ActionForm(_WithOwner):
     reason = _reason()
 
 
-class ActionDoneForm(forms.Form):
+class ActionDoneForm(_Scoped):
+    scope = "done"
     outcome = _text("What was done", rows=2)
 
 
-class EffectivenessForm(forms.Form):
+class EffectivenessForm(_Scoped):
+    scope = "effectiveness"
     effectiveness = forms.ChoiceField(label="Finding", choices=Effectiveness.choices)
     notes = _text("Evidence")
     reason = _reason()

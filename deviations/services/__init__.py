@@ -44,12 +44,14 @@ from controlsite.signatures.models import SignatureMeaning
 from controlsite.signatures.services import SignatureCredentials, sign, signing_transaction
 from controlsite.webhooks.services import webhook_emit
 from deviations.choices import (
+    CAPA_OPEN,
     CLASS_CRITERIA,
     DEFAULT_CLOSURE_DAYS,
     DEFAULT_TRIAGE_WORKING_DAYS,
     DEVIATION_OPEN,
     DEVIATION_TRANSITIONS,
     EXTENSION_DAYS_MAX,
+    REASON_MAX,
     TEXT_MAX,
     TITLE_MAX,
     ActionStatus,
@@ -185,14 +187,14 @@ def add_working_days(day: dt.date, count: int) -> dt.date:
     return day
 
 
-def triage_due(raised_on: dt.date) -> dt.date:
+def triage_due(happened_on: dt.date) -> dt.date:
     days = getattr(settings, "DEVIATION_TRIAGE_WORKING_DAYS", DEFAULT_TRIAGE_WORKING_DAYS)
-    return add_working_days(raised_on, int(days))
+    return add_working_days(happened_on, int(days))
 
 
-def closure_due(raised_on: dt.date, deviation_class: str) -> dt.date:
+def closure_due(happened_on: dt.date, deviation_class: str) -> dt.date:
     days = {**DEFAULT_CLOSURE_DAYS, **getattr(settings, "DEVIATION_CLOSURE_DAYS", {})}
-    return raised_on + dt.timedelta(days=int(days[deviation_class]))
+    return happened_on + dt.timedelta(days=int(days[deviation_class]))
 
 
 #
@@ -285,11 +287,13 @@ def deviation_raise(
 
 
 def _create_deviation(*, actor: User | None, reason: str, **fields: Any) -> Deviation:
-    today = timezone.localdate()
+    # DV-04: the clocks start on the day it happened, not on the day someone recorded it, so
+    # a late record cannot buy itself time; one raised late is overdue for triage at once.
+    happened_on = timezone.localdate(fields["occurred_at"])
     deviation = Deviation.objects.create(
-        number=next_number("DEV", today.year),
-        triage_due_on=triage_due(today),
-        due_on=closure_due(today, fields["proposed_class"]),
+        number=next_number("DEV", timezone.localdate().year),
+        triage_due_on=triage_due(happened_on),
+        due_on=closure_due(happened_on, fields["proposed_class"]),
         created_by=actor,
         **fields,
     )
@@ -307,7 +311,7 @@ def _create_deviation(*, actor: User | None, reason: str, **fields: Any) -> Devi
             "source": deviation.source,
         },
     )
-    severity = "danger" if deviation.proposed_class != DeviationClass.MINOR else "warning"
+    severity = "block" if deviation.proposed_class != DeviationClass.MINOR else "warn"
     notify(
         recipients=[*_qa_people(), *site_leads(site)],
         subject=f"{deviation.number} raised at {site.code}: {deviation.title}",
@@ -364,7 +368,7 @@ def deviation_confirm_class(
         locked.class_confirmed_at = timezone.now()
         # The closure date follows the class, unless QA has already granted an extension.
         if not locked.extensions.filter(status=ExtensionStatus.APPROVED).exists():
-            locked.due_on = closure_due(timezone.localdate(locked.created_at), deviation_class)
+            locked.due_on = closure_due(timezone.localdate(locked.occurred_at), deviation_class)
         locked.save(
             update_fields=[
                 "confirmed_class",
@@ -666,7 +670,7 @@ def deviations_escalate_overdue(*, today: dt.date | None = None) -> int:
                 subject=f"OVERDUE {locked.number}: {late} was due",
                 body=f"{locked.title} at {locked.site.code}. Act now or ask for an extension.",
                 link=_deviation_url(locked),
-                severity="danger",
+                severity="block",
             )
         escalated += 1
     return escalated
@@ -692,7 +696,11 @@ def _signal_class(signal: BatchSignal) -> str:
 
 def signals_process(*, limit: int = 500) -> int:
     """Turn unprocessed batch signals into deviations, exactly once each (the one-to-one link
-    and the row lock make a second run, or a second worker, a no-op). Returns how many."""
+    and the row lock make a second run, or a second worker, a no-op). Returns how many. A failed
+    registered specification also gets its OOS investigation, in the same transaction (DV-10)."""
+    # Imported here: deviations.services.oos builds on this module.
+    from deviations.services.oos import oos_open_from_signal
+
     made = 0
     pending = BatchSignal.objects.filter(processed_at__isnull=True).order_by("id")
     for signal_id in list(pending.values_list("id", flat=True)[:limit]):
@@ -707,7 +715,7 @@ def signals_process(*, limit: int = 500) -> int:
                 continue
             batch = signal.batch
             detail = ", ".join(f"{k} {v}" for k, v in sorted(signal.detail.items()))
-            _create_deviation(
+            deviation = _create_deviation(
                 actor=None,
                 reason="opened from a batch signal",
                 site=batch.site,
@@ -724,6 +732,7 @@ def signals_process(*, limit: int = 500) -> int:
                 immediate_action="",
                 occurred_at=signal.created_at,
             )
+            oos_open_from_signal(signal=signal, deviation=deviation)
             signal.processed_at = timezone.now()
             signal.save(update_fields=["processed_at"])
             made += 1
@@ -1023,5 +1032,33 @@ def capa_close(*, actor: User, capa: Capa, credentials: SignatureCredentials, re
             reason=reason,
             site_code=locked.site.code if locked.site else "",
             signature=signature,
+        )
+    return locked
+
+
+def capa_cancel(*, actor: User, capa: Capa, reason: str) -> Capa:
+    """QA cancels an open CAPA (raised in error, or folded into another), with the reason on
+    the record. Its open actions stay as they are, for the record."""
+    _require_qa(actor, "cancels CAPAs")
+    reason = _text(reason, field="The reason for cancelling", limit=REASON_MAX)
+    with transaction.atomic(), audit_context(reason=reason, user=actor):
+        locked = _lock_capa(capa)
+        if locked.status not in CAPA_OPEN:
+            raise TransitionNotAllowedError(
+                f"{locked.number} is {locked.get_status_display().lower()}: it no longer "
+                "changes.",
+                code="capa_not_open",
+            )
+        old = locked.status
+        locked.status = CapaStatus.CANCELLED
+        locked.cancel_reason = reason
+        locked.save(update_fields=["status", "cancel_reason", "updated_at"])
+        audit_event_record(
+            event_type=DeviationEvent.CAPA_CANCELLED,
+            actor=actor,
+            target=locked,
+            reason=reason,
+            site_code=locked.site.code if locked.site else "",
+            extra={"from": old},
         )
     return locked

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -26,6 +27,7 @@ from controlsite.signatures.services import SignatureRefusedError
 from deviations import selectors, services
 from deviations.choices import (
     CAPA_BADGE,
+    CAPA_OPEN,
     CLASS_BADGE,
     CLASS_CRITERIA,
     DEVIATION_BADGE,
@@ -49,7 +51,7 @@ from deviations.forms import (
     TransitionForm,
     TrendForm,
 )
-from deviations.models import Capa, CapaAction, Deviation, DeviationExtension, OosInvestigation
+from deviations.models import Capa, CapaAction, Deviation, DeviationExtension
 from masterfile.selectors import products_visible_to
 from sites.selectors import sites_visible_to
 
@@ -130,8 +132,16 @@ def _close_signature(request: HttpRequest, data: Any = None) -> SignatureForm:
 def _index_context(request: HttpRequest, raise_form: RaiseForm | None = None) -> dict[str, Any]:
     user = request.user
     visible = selectors.deviations_visible_to(user)
+    show = request.GET.get("show", "all")
+    shown = {
+        "open": visible.filter(status__in=DEVIATION_OPEN),
+        "overdue": visible.filter(selectors.overdue_q()),
+    }.get(show, visible)
+    site_code = request.GET.get("site", "").strip().upper()
+    if site_code:
+        shown = shown.filter(site__code=site_code)
     deviations = list(
-        visible.select_related("site", "batch").order_by("-created_at", "-id")[:PAGE_SIZE]
+        shown.select_related("site", "batch").order_by("-created_at", "-id")[:PAGE_SIZE]
     )
     overdue = set(
         visible.filter(selectors.overdue_q(), pk__in=[d.pk for d in deviations]).values_list(
@@ -151,6 +161,8 @@ def _index_context(request: HttpRequest, raise_form: RaiseForm | None = None) ->
         raise_form = RaiseForm(initial=initial, sites=sites_visible_to(user).order_by("code"))
     return {
         "rows": rows,
+        "show": show if show in ("open", "overdue") else "all",
+        "site_code": site_code,
         "raise_form": raise_form,
         "open_count": visible.filter(status__in=DEVIATION_OPEN).count(),
         "overdue_count": visible.filter(selectors.overdue_q()).count(),
@@ -206,6 +218,24 @@ def raise_deviation(request: HttpRequest) -> HttpResponse:
     return redirect("deviations:detail", number=deviation.number)
 
 
+# What the page says once a lifecycle step is done.
+_DONE = {
+    DeviationAction.TRIAGE: "triaged: the investigation can start.",
+    DeviationAction.INVESTIGATE: "under investigation.",
+    DeviationAction.AWAIT_CAPA: "handed over to CAPA.",
+    DeviationAction.CLOSE: "closed and signed.",
+    DeviationAction.CANCEL: "cancelled.",
+}
+
+
+def raise_on_batch_url(batch: Any, user: Any) -> str | None:
+    """The batch page's "Raise a deviation" link (a record action, design §2): the raise form
+    with the batch filled in, for those who raise deviations."""
+    if not services.may_raise(user):
+        return None
+    return f"{reverse('deviations:index')}?{urlencode({'batch': batch.number})}#raise"
+
+
 #
 # One deviation
 #
@@ -255,7 +285,7 @@ def _detail_context(
         "transition_form": bound.get("transition") or TransitionForm(),
         "investigation_form": investigation,
         "extension_form": bound.get("extension") or ExtensionForm(),
-        "decision_form": bound.get("decision") or TransitionForm(),
+        "decision_form": bound.get("decision") or TransitionForm(auto_id="id_decision_%s"),
         "capa_form": bound.get("capa")
         or CapaForm(people=selectors.capa_owner_choices(deviation.site)),
         "close_sig": bound.get("close_sig") or _close_signature(request),
@@ -336,7 +366,7 @@ def transition(request: HttpRequest, number: str, action: str) -> HttpResponse:
     )
     if refused is not None:
         return refused
-    messages.success(request, f"{deviation.number}: {verb.label.lower()} — done.")
+    messages.success(request, f"{deviation.number} {_DONE[verb]}")
     return redirect("deviations:detail", number=deviation.number)
 
 
@@ -399,7 +429,7 @@ def extension_decide(request: HttpRequest, number: str, pk: int, decision: str) 
     extension = DeviationExtension.objects.filter(deviation=deviation, pk=pk).first()
     if extension is None or decision not in ("approve", "refuse"):
         raise Http404
-    form = TransitionForm(request.POST)
+    form = TransitionForm(request.POST, auto_id="id_decision_%s")
     bound = {"decision": form}
     if not form.is_valid():
         status = _invalid(request, "The extension was not decided")
@@ -488,6 +518,7 @@ def _capa_context(
         "done_form": bound.get("done") or ActionDoneForm(),
         "effectiveness_form": bound.get("effectiveness") or EffectivenessForm(),
         "close_sig": bound.get("close_sig") or _close_signature(request),
+        "cancel_form": bound.get("cancel") or TransitionForm(prefix="cancel"),
     }
 
 
@@ -504,6 +535,43 @@ def _capa_again(
 def capa_detail(request: HttpRequest, number: str) -> HttpResponse:
     capa = _capa_or_404(request, number)
     return render(request, "deviations/capa_detail.html", _capa_context(request, capa))
+
+
+CAPA_SHOW = ("open", "overdue", "all")
+
+
+@login_required
+@require_GET
+def capa_index(request: HttpRequest) -> HttpResponse:
+    """The CAPAs the user may see: open (soonest due first), overdue, or all (DV-02)."""
+    show = request.GET.get("show", "open")
+    if show not in CAPA_SHOW:
+        show = "open"
+    today = timezone.localdate()
+    capas = selectors.capa_list(request.user, show=show, today=today)
+    page = list(capas[: PAGE_SIZE + 1])
+    open_rows = selectors.capas_visible_to(request.user).filter(status__in=CAPA_OPEN)
+    rows = [
+        (
+            capa,
+            CAPA_BADGE[capa.status],
+            capa.is_open and capa.due_on < today,
+            round(100 * capa.actions_done / capa.actions_total) if capa.actions_total else 0,
+        )
+        for capa in page[:PAGE_SIZE]
+    ]
+    return render(
+        request,
+        "deviations/capa_index.html",
+        {
+            "rows": rows,
+            "show": show,
+            "more": len(page) > PAGE_SIZE,
+            "total": capas.count() if len(page) > PAGE_SIZE else len(rows),
+            "open_count": open_rows.count(),
+            "overdue_count": open_rows.filter(due_on__lt=today).count(),
+        },
+    )
 
 
 @login_required
@@ -610,6 +678,26 @@ def capa_close(request: HttpRequest, number: str) -> HttpResponse:
 
 
 @login_required
+@require_POST
+def capa_cancel(request: HttpRequest, number: str) -> HttpResponse:
+    capa = _capa_or_404(request, number)
+    actor = request_user(request)
+    form = TransitionForm(request.POST, prefix="cancel")
+    bound = {"cancel": form}
+    if not form.is_valid():
+        return _capa_again(request, capa, bound, _invalid(request, f"{capa.number} not cancelled"))
+    _done, refused = _run(
+        request,
+        lambda status: _capa_again(request, capa, bound, status),
+        lambda: services.capa_cancel(actor=actor, capa=capa, reason=form.cleaned_data["reason"]),
+    )
+    if refused is not None:
+        return refused
+    messages.success(request, f"{capa.number} cancelled.")
+    return redirect("deviations:capa-detail", number=capa.number)
+
+
+@login_required
 @require_GET
 def trends(request: HttpRequest) -> HttpResponse:
     """Deviations per month by class, per site against the network and the reference site,
@@ -657,17 +745,3 @@ def trends(request: HttpRequest) -> HttpResponse:
             ],
         },
     )
-
-
-@login_required
-@require_GET
-def oos_detail(request: HttpRequest, number: str) -> HttpResponse:
-    try:
-        oos = (
-            selectors.oos_visible_to(request.user)
-            .select_related("result__specification", "result__batch")
-            .get(number=number)
-        )
-    except OosInvestigation.DoesNotExist:
-        raise Http404("No such OOS investigation") from None
-    return render(request, "deviations/oos_detail.html", {"oos": oos})

@@ -133,12 +133,12 @@ def test_the_qp_queue_has_short_shelf_life_batches_a_warning_and_a_concession_ca
     assert queue[0].expires_at is not None
     assert queue[0].expires_at - timezone.now() < dt.timedelta(minutes=46)
 
+    # Other apps' gates (the deviations the failures opened) add their own findings.
     warn = batch_gate_report(by_coi("DEMO-CMV-3001"))
-    assert warn.can_certify and [f.code for f in warn.warnings] == [
-        "unregistered_specification_failed"
-    ]
+    assert warn.can_certify
+    assert "unregistered_specification_failed" in [f.code for f in warn.warnings]
     blocked = batch_gate_report(by_coi("DEMO-CD19-1003"))
-    assert [f.code for f in blocked.blocks] == ["specification_failed"]
+    assert "specification_failed" in [f.code for f in blocked.blocks]
     for coi in ("DEMO-WBC-2002", "DEMO-WBC-2003"):
         assert not batch_gate_report(by_coi(coi)).findings
 

@@ -26,7 +26,10 @@ Cases:
   QP queue, certification, result ingestion: with `--batch-sites` sites and `--batches`
                   batches (`--awaiting` awaiting certification). See tests/bench/batches.py.
 
-`--only audit|sites|masterfile|batches` runs one group.
+  deviation list and trend page: with `--deviations` deviations over `--dev-sites` sites, vs.
+                  the home page, with their query counts. See tests/bench/deviations.py.
+
+`--only audit|sites|masterfile|batches|deviations` runs one group.
 """
 
 from __future__ import annotations
@@ -141,8 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--awaiting", type=int, default=10_000, help="Awaiting certification.")
     parser.add_argument("--certify", type=int, default=20, help="Certifications timed.")
     parser.add_argument("--results", type=int, default=1000, help="Results ingested.")
+    parser.add_argument("--dev-sites", type=int, default=200, help="Sites with deviations.")
+    parser.add_argument("--deviations", type=int, default=100_000, help="Deviations in the table.")
     parser.add_argument(
-        "--only", choices=["all", "audit", "sites", "masterfile", "batches"], default="all"
+        "--only",
+        choices=["all", "audit", "sites", "masterfile", "batches", "deviations"],
+        default="all",
     )
     args = parser.parse_args(argv)
 
@@ -157,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     from tests.bench.batches import BatchBenchReport, run_batches
+    from tests.bench.deviations import DeviationBenchReport, run_deviations
     from tests.bench.masterfile import ExportBenchReport, run_master_file_export
     from tests.bench.sites import SitePagesReport, run_site_pages
 
     pages = SitePagesReport([], [], [])
     export = ExportBenchReport([], [], True)
     batch = BatchBenchReport([], [], [])
+    dev = DeviationBenchReport([], [], [])
     try:
         started = time.perf_counter()
         results = _run(args.n, args.repeats) if args.only in ("all", "audit") else []
@@ -181,9 +190,17 @@ def main(argv: list[str] | None = None) -> int:
                 certify=args.certify,
                 results=args.results,
             )
-        results += pages.results + export.results + batch.results
-        pages = SitePagesReport(pages.results, pages.queries + batch.queries, pages.notes)
-        export = ExportBenchReport(export.results, export.notes + batch.notes, export.within_aims)
+        if args.only in ("all", "deviations"):
+            dev = run_deviations(
+                sites=args.dev_sites, deviations=args.deviations, repeats=args.page_repeats
+            )
+        results += pages.results + export.results + batch.results + dev.results
+        pages = SitePagesReport(
+            pages.results, pages.queries + batch.queries + dev.queries, pages.notes
+        )
+        export = ExportBenchReport(
+            export.results, export.notes + batch.notes + dev.notes, export.within_aims
+        )
         elapsed = time.perf_counter() - started
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)

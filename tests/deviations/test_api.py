@@ -201,6 +201,7 @@ CAPA_CREATE = Matrix(
 CAPA_ACTIONS = Matrix("api:capa-actions", {**QA_WRITE, "qa": 201})
 CAPA_EFFECTIVENESS = Matrix("api:capa-effectiveness", QA_WRITE)
 CAPA_CLOSE = Matrix("api:capa-close", QA_WRITE)
+CAPA_CANCEL = Matrix("api:capa-cancel", QA_WRITE)
 
 CAPA_ACTION_LIST = Matrix("api:capa-action-list", EVERY_API_USER)
 CAPA_ACTION_DETAIL = Matrix("api:capa-action-detail", READERS)
@@ -461,6 +462,17 @@ def test_capa_close(as_persona, persona, checked, who, expected):
     assert response.status_code == expected, response.content
     checked.refresh_from_db()
     assert (checked.status == CapaStatus.CLOSED) == (expected == 200)
+
+
+@pytest.mark.parametrize(("who", "expected"), CAPA_CANCEL.cases())
+def test_capa_cancel(as_persona, capa, who, expected):
+    response = as_persona(who).post(
+        reverse("api:capa-cancel", args=[capa.number]), {"reason": "Raised twice."}
+    )
+    assert response.status_code == expected, response.content
+    capa.refresh_from_db()
+    assert (capa.status == CapaStatus.CANCELLED) == (expected == 200)
+    assert (capa.cancel_reason == "Raised twice.") == (expected == 200)
 
 
 @pytest.mark.parametrize(("who", "expected"), CAPA_ACTION_LIST.cases())

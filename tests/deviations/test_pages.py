@@ -12,7 +12,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from controlsite.audit.context import audit_context
 from deviations import services
 from deviations.choices import DeviationClass
 from deviations.models import Capa, Deviation
@@ -57,11 +56,8 @@ def test_site_staff_see_their_sites_deviations_only():
 
 def test_an_overdue_deviation_is_flagged_in_the_list():
     plant = make_plant()
-    deviation = raise_on(plant)
-    # The list flags by date alone: move the triage date back.
-    with audit_context(reason="test: an old deviation"):
-        deviation.triage_due_on = timezone.localdate() - dt.timedelta(days=2)
-        deviation.save(update_fields=["triage_due_on"])
+    # Recorded four days after it happened: its triage is already late (DV-04).
+    raise_on(plant, occurred_at=timezone.now() - dt.timedelta(days=4))
     listing = _get(plant.qa, "deviations:index").content.decode()
     assert "Overdue" in listing and "row-urgent" in listing
 
@@ -230,3 +226,93 @@ def test_the_capa_form_offers_only_people_who_may_own_it():
     assert not offered & {"sysadmin", "inspector", "elsewhere"}
     page = _get(plant.qa, "deviations:detail", deviation.number).content.decode()
     assert 'value="site_lead"' in page and 'value="sysadmin"' not in page
+
+
+def test_qa_cancels_a_capa_from_its_page_with_a_reason():
+    plant = make_plant()
+    capa = make_capa(plant, raise_on(plant))
+    page = _get(plant.qa, "deviations:capa-detail", capa.number).content.decode()
+    assert reverse("deviations:capa-cancel", args=[capa.number]) in page
+    assert (
+        "Cancel this CAPA"
+        not in _get(plant.lead, "deviations:capa-detail", capa.number).content.decode()
+    )
+    client = login(Client(), plant.qa)
+    url = reverse("deviations:capa-cancel", args=[capa.number])
+    assert client.post(url, {"cancel-reason": ""}).status_code == 400
+    capa.refresh_from_db()
+    assert capa.status == "open"
+    response = client.post(url, {"cancel-reason": "Raised twice."})
+    assert response.status_code == 302
+    capa.refresh_from_db()
+    assert (capa.status, capa.cancel_reason) == ("cancelled", "Raised twice.")
+    assert "Raised twice." in _get(plant.qa, "deviations:capa-detail", capa.number).content.decode()
+    denied = login(Client(), plant.lead).post(url, {"cancel-reason": "x"})
+    assert denied.status_code == 403
+
+
+def test_the_batch_page_offers_raise_a_deviation_to_those_who_raise_them():
+    """The link comes from the record-action registry: `batches` never imports deviations."""
+    plant = make_plant()
+    batch = start(plant)
+    link = f"{reverse('deviations:index')}?batch={batch.number}#raise"
+    page = _get(plant.operator, "batches:detail", batch.number).content.decode()
+    assert "Raise a deviation" in page and link in page
+    inspector = make_persona("inspector", username="insp")
+    assert (
+        "Raise a deviation" not in _get(inspector, "batches:detail", batch.number).content.decode()
+    )
+    form = login(Client(), plant.operator).get(link.split("#")[0]).content.decode()
+    assert f'value="{batch.number}"' in form
+
+
+def test_the_deviation_list_shows_open_or_overdue_ones_and_filters_by_site():
+    plant = make_plant()
+    late = raise_on(plant, occurred_at=timezone.now() - dt.timedelta(days=4))
+    fresh = services.deviation_raise(
+        actor=plant.operator,
+        site=plant.spoke,
+        title="Label printer jammed",
+        description="Reprinted.",
+        proposed_class=DeviationClass.MINOR,
+    )
+    services.deviation_transition(
+        actor=plant.qa, deviation=fresh, action="cancel", reason="Raised twice."
+    )
+
+    def listing(query: str) -> str:
+        return (
+            login(Client(), plant.qa).get(f"{reverse('deviations:index')}?{query}").content.decode()
+        )
+
+    assert late.number in listing("") and fresh.number in listing("")
+    assert late.number in listing("show=open") and fresh.number not in listing("show=open")
+    assert late.number in listing("show=overdue")
+    assert fresh.number not in listing("show=overdue")
+    assert late.number not in listing(f"site={plant.spoke.code}")
+    assert fresh.number in listing(f"site={plant.spoke.code.lower()}")
+
+
+def test_the_capa_list_shows_open_overdue_and_all_with_actions_done():
+    plant = make_plant()
+    capa = make_capa(plant, raise_on(plant))
+    cancelled = make_capa(plant, raise_on(plant), title="Raised twice")
+    services.capa_cancel(actor=plant.qa, capa=cancelled, reason="duplicate")
+    services.capa_action_complete(actor=plant.lead, action=capa.actions.get(), outcome="done")
+    page = _get(plant.qa, "deviations:capa-index").content.decode()
+    assert capa.number in page and cancelled.number not in page
+    assert "1 of 1" in page and 'aria-valuenow="100"' in page
+    client = login(Client(), plant.qa)
+    everything = client.get(reverse("deviations:capa-index") + "?show=all").content.decode()
+    assert cancelled.number in everything
+    overdue = client.get(reverse("deviations:capa-index") + "?show=overdue").content.decode()
+    assert capa.number not in overdue  # due in 14 days
+    elsewhere = make_persona("operator", username="elsewhere")
+    assert capa.number not in _get(elsewhere, "deviations:capa-index").content.decode()
+    with CaptureQueriesContext(connection) as few:
+        _get(plant.qa, "deviations:capa-index")
+    for i in range(3):
+        make_capa(plant, raise_on(plant), title=f"More {i}")
+    with CaptureQueriesContext(connection) as many:
+        _get(plant.qa, "deviations:capa-index")
+    assert len(many) == len(few)

@@ -376,6 +376,17 @@ def test_triage_is_due_the_next_working_day():
     assert services.closure_due(friday, "critical") == dt.date(2026, 12, 20)
 
 
+def test_the_clocks_start_when_it_happened_not_when_it_was_recorded(plant):
+    """DV-04: a deviation recorded ten days late is overdue for triage at once, and its
+    closure date counts from the day it happened."""
+    happened = timezone.now() - dt.timedelta(days=10)
+    deviation = raise_on(plant, occurred_at=happened)
+    assert deviation.triage_due_on == services.triage_due(timezone.localdate(happened))
+    assert deviation.due_on == timezone.localdate(happened) + dt.timedelta(days=30)
+    assert deviation.is_overdue(timezone.localdate())
+    assert services.deviations_escalate_overdue() == 1
+
+
 def test_overdue_deviations_are_escalated_once(plant, settings):
     deviation = raise_on(plant)
     assert not deviation.is_overdue(timezone.localdate())
@@ -548,6 +559,27 @@ def test_a_capa_closes_only_after_an_effective_check_and_a_signature(plant):
     )
     assert closed.status == CapaStatus.CLOSED
     assert closed.closure_signature.meaning == SignatureMeaning.APPROVED
+
+
+def test_qa_cancels_an_open_capa_with_a_reason_and_a_closed_one_stays(plant):
+    """DV-02: a CAPA raised in error is cancelled, never deleted; the reason stays with it."""
+    capa = make_capa(plant, raise_on(plant))
+    _refused(
+        lambda: services.capa_cancel(actor=plant.lead, capa=capa, reason="not needed"),
+        403,
+        "permission_denied",
+    )
+    _refused(lambda: services.capa_cancel(actor=plant.qa, capa=capa, reason=" "), 400, "invalid")
+    assert not AuditEvent.objects.filter(event_type=DeviationEvent.CAPA_CANCELLED).exists()
+    cancelled = services.capa_cancel(actor=plant.qa, capa=capa, reason="Raised twice.")
+    assert (cancelled.status, cancelled.cancel_reason) == (CapaStatus.CANCELLED, "Raised twice.")
+    event = AuditEvent.objects.get(event_type=DeviationEvent.CAPA_CANCELLED)
+    assert event.extra_data["from"] == CapaStatus.OPEN and event.reason == "Raised twice."
+    _refused(
+        lambda: services.capa_cancel(actor=plant.qa, capa=capa, reason="again"),
+        409,
+        "capa_not_open",
+    )
 
 
 #

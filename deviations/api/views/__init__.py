@@ -734,6 +734,23 @@ class CapaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         return Response(_capa_detail(capa))
 
 
+    @extend_schema(
+        summary="Cancel (open or effectiveness check → cancelled)",
+        description="For a CAPA raised in error or folded into another; the reason is kept "
+        "with it (`cancel_reason`). A CAPA past its actions cannot be cancelled (409 "
+        "`capa_not_open`)." + _QA_ONLY + _CAPA_NOT_VISIBLE + _REASON_NOTE,
+        request=DeviationReasonSerializer,
+        responses={200: CapaSerializer},
+        examples=[_reason_example("Folded into CAPA-2026-0004, which covers both sites.")],
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def cancel(self, request: Request, number: str | None = None) -> Response:
+        reason = validated_input(DeviationReasonSerializer, request).validated_data["reason"]
+        capa = self.get_object()
+        services.capa_cancel(actor=_actor(request), capa=capa, reason=reason)
+        return Response(_capa_detail(capa))
+
+
 class CapaActionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
     """Actions of the CAPAs you can see, each with its owner and due date (DV-02). Newest
     first."""
