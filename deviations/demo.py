@@ -11,7 +11,10 @@ site lead at their sites and taken along by Control Site QA:
   finding that happened five weeks ago, overdue for closure;
 - pending CAPA, its CAPA half done; closed, signed by QA, with its CAPA checked effective and
   closed; cancelled as a duplicate; a "human error" root cause with its justification;
-- a CAPA from an audit finding, and one cancelled.
+- a CAPA from an audit finding, and one cancelled;
+- complaints: a serious suspected adverse reaction to the administered NAT-CD19 batch, reported
+  to the MHRA; another whose 15-day clock has three days left (RP-05); a quality complaint
+  assessed by QA; a non-serious reaction closed with QA's signature.
 
 Idempotent: each record is keyed on its title at its site; a second run creates nothing.
 """
@@ -25,13 +28,16 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
+from batches.models import Batch
 from controlsite import demo
 from controlsite.accounts.models import User
 from controlsite.signatures.services import SignatureCredentials
 from deviations import services
 from deviations.choices import DeviationAction, DeviationClass, Effectiveness
-from deviations.models import Capa, Deviation
+from deviations.models import Capa, Complaint, Deviation
+from deviations.services import complaints as complaint_services
 from masterfile.demo import signer
+from masterfile.models import Product
 from sites import demo as site_demo
 from sites.models import Site
 
@@ -337,6 +343,107 @@ def _audit_capas(people: People) -> None:
         services.capa_cancel(actor=people.qa, capa=capa, reason=f"Duplicate of {AUDIT_CAPA}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoComplaint:
+    site: str
+    kind: str
+    description: str
+    reporter: str
+    days_ago: int
+    serious: bool
+    batch_coi: str = ""  # the demo batch it concerns, by chain-of-identity reference
+    product: str = ""
+    assessment: str = ""
+    reported_reference: str = ""
+    close: bool = False
+
+
+COMPLAINTS: tuple[DemoComplaint, ...] = (
+    DemoComplaint(
+        site="MAN1",
+        kind="adverse_reaction",
+        description="Grade 3 cytokine release syndrome on day 2 after infusion; treated with "
+        "tocilizumab; recovering.",
+        reporter="Dr A. Shah, haematology consultant, MAN1",
+        days_ago=0,
+        serious=True,
+        batch_coi="DEMO-CD19-1004",
+        assessment="Expected reaction for the product, but serious: reported. Batch record "
+        "and certification reviewed; no quality defect found.",
+        reported_reference="MHRA-YC-2026-118204",
+    ),
+    DemoComplaint(
+        site="BHM1",
+        kind="adverse_reaction",
+        description="Febrile neutropenia and hypotension after infusion of NAT-CD19; admitted "
+        "to intensive care.",
+        reporter="Ward sister, BHM1 haematology day unit",
+        days_ago=12,
+        serious=True,
+        product="NAT-CD19",
+    ),
+    DemoComplaint(
+        site="LDS1",
+        kind="quality",
+        description="Infusion bag label partly unreadable after thawing (condensation under the "
+        "laminate).",
+        reporter="Pharmacy, LDS1",
+        days_ago=6,
+        serious=False,
+        product="NAT-WBC",
+        assessment="Label stock not rated for -150 °C. No risk to identity (the chain-of-"
+        "identity barcode scanned). CAPA to change the label stock.",
+    ),
+    DemoComplaint(
+        site="NCL1",
+        kind="adverse_reaction",
+        description="Mild rigors during infusion, resolved without treatment.",
+        reporter="Infusion nurse, NCL1",
+        days_ago=20,
+        serious=False,
+        product="NAT-CMV",
+        assessment="Known, non-serious infusion reaction; no quality defect.",
+        close=True,
+    ),
+)
+
+
+def _complaint(spec: DemoComplaint, people: People) -> None:
+    qa = people.qa
+    batch = Batch.objects.filter(coi_reference=spec.batch_coi).first() if spec.batch_coi else None
+    complaint = complaint_services.complaint_record(
+        actor=qa,
+        site=Site.objects.get(code=spec.site),
+        kind=spec.kind,
+        description=spec.description,
+        reporter=spec.reporter,
+        aware_on=timezone.localdate() - dt.timedelta(days=spec.days_ago),
+        serious=spec.serious,
+        reason=demo.DEMO_REASON,
+        batch=batch,
+        product=Product.objects.get(code=spec.product) if spec.product else None,
+    )
+    if spec.assessment:
+        complaint = complaint_services.complaint_assess(
+            actor=qa, complaint=complaint, assessment=spec.assessment, reason="assessed"
+        )
+    if spec.reported_reference:
+        complaint = complaint_services.complaint_mark_reported(
+            actor=qa,
+            complaint=complaint,
+            reported_on=timezone.localdate(),
+            reference=spec.reported_reference,
+            reason="reported through the Yellow Card scheme",
+        )
+    if spec.close:
+        complaint_services.complaint_close(
+            actor=qa,
+            complaint=complaint,
+            reason="assessed; nothing further",
+            credentials=people.sign_qa(),
+        )
+
+
 def _load() -> tuple[int, int]:
     """Turn batch signals into deviations, then make the missing stories; (from signals, made)."""
     from_signals = services.signals_process()
@@ -355,6 +462,11 @@ def _load() -> tuple[int, int]:
         for story in missing:
             _story(story, people)
         _audit_capas(people)
+        for spec in COMPLAINTS:
+            if not Complaint.objects.filter(
+                site__code=spec.site, description=spec.description
+            ).exists():
+                _complaint(spec, people)
     services.deviations_escalate_overdue()
     return from_signals, len(missing)
 
@@ -380,7 +492,8 @@ def load_demo_deviations() -> demo.DemoSection:
         (
             *demo.table(("Number", "Site", "Batch", "Status", "Class", "", "Title"), rows),
             f"  This run: {from_signals} from batch signals, {made} raised by people. "
-            f"{Capa.objects.count()} CAPAs. Sign in as {site_demo.DEMO_QA} to triage, "
-            "investigate and close them.",
+            f"{Capa.objects.count()} CAPAs, {Complaint.objects.count()} complaints and "
+            f"adverse reactions. Sign in as {site_demo.DEMO_QA} to triage, investigate and "
+            "close them.",
         ),
     )

@@ -1045,8 +1045,7 @@ def capa_cancel(*, actor: User, capa: Capa, reason: str) -> Capa:
         locked = _lock_capa(capa)
         if locked.status not in CAPA_OPEN:
             raise TransitionNotAllowedError(
-                f"{locked.number} is {locked.get_status_display().lower()}: it no longer "
-                "changes.",
+                f"{locked.number} is {locked.get_status_display().lower()}: it no longer changes.",
                 code="capa_not_open",
             )
         old = locked.status

@@ -540,6 +540,10 @@ def capa_detail(request: HttpRequest, number: str) -> HttpResponse:
 CAPA_SHOW = ("open", "overdue", "all")
 
 
+def _percent(part: int, whole: int) -> int:
+    return round(100 * part / whole) if whole else 0
+
+
 @login_required
 @require_GET
 def capa_index(request: HttpRequest) -> HttpResponse:
@@ -556,7 +560,7 @@ def capa_index(request: HttpRequest) -> HttpResponse:
             capa,
             CAPA_BADGE[capa.status],
             capa.is_open and capa.due_on < today,
-            round(100 * capa.actions_done / capa.actions_total) if capa.actions_total else 0,
+            _percent(capa.actions_done, capa.actions_total),  # type: ignore[attr-defined]
         )
         for capa in page[:PAGE_SIZE]
     ]

@@ -16,7 +16,7 @@ def test_a_severity_the_list_cannot_show_is_refused_and_nothing_is_written():
     with pytest.raises(ValueError, match="danger"):
         notify(recipients=[qa], subject="Overdue", severity="danger")
     assert not Notification.objects.exists()
-    choices = {value for value, _label in Notification._meta.get_field("severity").choices}
+    choices = {value for value, _label in Notification._meta.get_field("severity").flatchoices}
     assert choices == set(SEVERITIES)
     notify(recipients=[qa, qa], subject="Overdue", severity="block")
     assert Notification.objects.get().severity == "block"

@@ -5,6 +5,8 @@ ES-01)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.utils import timezone
 
 from batches.choices import SignalKind
@@ -13,7 +15,7 @@ from controlsite.accounts.models import User
 from controlsite.signatures.services import signature_is_valid
 from deviations.choices import CapaStatus, DeviationSource, DeviationStatus
 from deviations.demo import DEVIATIONS
-from deviations.models import Capa, Deviation, DeviationExtension
+from deviations.models import Capa, Complaint, Deviation, DeviationExtension
 from deviations.selectors import deviation_trends
 from tests.batches import test_demo as batches_demo
 from tests.batches.test_demo import counts, run
@@ -51,6 +53,19 @@ def test_deviations_are_in_every_state_and_some_are_overdue(demo_output):
         CapaStatus.CANCELLED,
     }
     assert Capa.objects.filter(source="audit").exists()
+
+
+def test_complaints_show_the_adr_clock_and_who_reported_it(demo_output):
+    """RP-05: a serious suspected ADR has its 15-day clock; one is reported, by QA, on time."""
+    serious = Complaint.objects.filter(kind="adverse_reaction", serious=True)
+    assert serious.count() == 2
+    assert all(c.report_due_on is not None for c in serious)
+    reported = serious.get(reported_on__isnull=False)
+    assert reported.reported_by.username == "qa" and reported.report_reference
+    assert reported.batch is not None and reported.batch.coi_reference == "DEMO-CD19-1004"
+    running = serious.get(reported_on__isnull=True)
+    assert running.report_due_on == timezone.localdate() + dt.timedelta(days=3)
+    assert Complaint.objects.filter(status="closed").count() == 1
 
 
 def test_the_trend_page_has_something_to_show(demo_output):

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deviations import services
-from deviations.choices import DeviationClass
+from deviations.choices import DeviationAction, DeviationClass
 from deviations.models import Capa, Deviation
 from deviations.selectors import capa_owner_choices
 from deviations.selectors import deviation_trends as trend_selector
@@ -277,7 +277,7 @@ def test_the_deviation_list_shows_open_or_overdue_ones_and_filters_by_site():
         proposed_class=DeviationClass.MINOR,
     )
     services.deviation_transition(
-        actor=plant.qa, deviation=fresh, action="cancel", reason="Raised twice."
+        actor=plant.qa, deviation=fresh, action=DeviationAction.CANCEL, reason="Raised twice."
     )
 
     def listing(query: str) -> str:

@@ -733,7 +733,6 @@ class CapaViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet)
         )
         return Response(_capa_detail(capa))
 
-
     @extend_schema(
         summary="Cancel (open or effectiveness check → cancelled)",
         description="For a CAPA raised in error or folded into another; the reason is kept "
