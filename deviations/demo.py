@@ -14,7 +14,10 @@ site lead at their sites and taken along by Control Site QA:
 - a CAPA from an audit finding, and one cancelled;
 - complaints: a serious suspected adverse reaction to the administered NAT-CD19 batch, reported
   to the MHRA; another whose 15-day clock has three days left (RP-05); a quality complaint
-  assessed by QA; a non-serious reaction closed with QA's signature.
+  assessed by QA; a non-serious reaction closed with QA's signature;
+- change control: a master-file change approved by QA and a QP, which opened the new draft; a
+  site-status change QA has signed that awaits its QP; an equipment change implemented and
+  closed with its signed review; a procedure change the site lead is drafting.
 
 Idempotent: each record is keyed on its title at its site; a second run creates nothing.
 """
@@ -34,8 +37,10 @@ from controlsite.accounts.models import User
 from controlsite.signatures.services import SignatureCredentials
 from deviations import services
 from deviations.choices import DeviationAction, DeviationClass, Effectiveness
-from deviations.models import Capa, Complaint, Deviation
+from deviations.models import Capa, ChangeControl, Complaint, Deviation
+from deviations.services import changes as change_services
 from deviations.services import complaints as complaint_services
+from masterfile.choices import OPEN_STATUSES
 from masterfile.demo import signer
 from masterfile.models import Product
 from sites import demo as site_demo
@@ -444,6 +449,110 @@ def _complaint(spec: DemoComplaint, people: People) -> None:
         )
 
 
+MF_CHANGE = "Tighten a registered release specification"
+SITE_CHANGE = "Suspend supply from MU02 while the unit is refitted"
+EQUIPMENT_CHANGE = "Replace the LDS1 biosafety cabinet's downflow fan"
+PROCEDURE_CHANGE = "Second-person check of line clearance at MU01"
+
+
+def _changes(people: People, sign_qp: Callable[[], SignatureCredentials]) -> None:
+    qa, lead = people.qa, people.users[LEAD]
+    qp = _user(site_demo.DEMO_QP)
+    today = timezone.localdate()
+    made = set(ChangeControl.objects.values_list("title", flat=True))
+    # The first demo product whose master file has no version on its way (the master-file
+    # demo leaves some in draft or review): approval opens its next draft.
+    product = next(
+        (
+            p
+            for p in Product.objects.filter(master_file__isnull=False).order_by("code")
+            if not p.master_file.versions.filter(status__in=sorted(OPEN_STATUSES)).exists()
+        ),
+        None,
+    )
+    if MF_CHANGE not in made and product is not None:
+        change = change_services.change_propose(
+            actor=qa,
+            title=MF_CHANGE,
+            description=f"Three years of {product.code} batches at every site support a "
+            "tighter limit; the master file's specification section changes.",
+            scopes=["master_file"],
+            risk_level="medium",
+            risk_assessment="Tighter limit: more batches may fail; none of the last 200 would.",
+            regulatory_impact="A variation to the marketing authorisation; the DMMF changes.",
+            product=product,
+            reason=demo.DEMO_REASON,
+        )
+        change = change_services.change_submit(actor=qa, change=change, reason="for approval")
+        change = change_services.change_approve(
+            actor=qa, change=change, credentials=people.sign_qa(), reason="risk accepted"
+        )
+        change_services.change_approve(
+            actor=qp, change=change, credentials=sign_qp(), reason="release impact assessed"
+        )
+    if SITE_CHANGE not in made and Site.objects.filter(code="MU02").exists():
+        change = change_services.change_propose(
+            actor=qa,
+            title=SITE_CHANGE,
+            description="MU02 stops supplying for six weeks while its cleanroom is refitted.",
+            scopes=["site_status"],
+            risk_level="low",
+            risk_assessment="Patients are served from MU01 meanwhile.",
+            regulatory_impact="The site list changes: the MHRA is told.",
+            site=Site.objects.get(code="MU02"),
+            reason=demo.DEMO_REASON,
+        )
+        change = change_services.change_submit(actor=qa, change=change, reason="for approval")
+        change_services.change_approve(
+            actor=qa, change=change, credentials=people.sign_qa(), reason="agreed"
+        )
+    if EQUIPMENT_CHANGE not in made:
+        change = change_services.change_propose(
+            actor=qa,
+            title=EQUIPMENT_CHANGE,
+            description="The fan is replaced like for like; the cabinet is requalified.",
+            scopes=["equipment"],
+            risk_level="low",
+            risk_assessment="Like-for-like part; requalification proves the downflow.",
+            site=Site.objects.get(code="LDS1"),
+            reason=demo.DEMO_REASON,
+        )
+        change = change_services.change_submit(actor=qa, change=change, reason="for approval")
+        change = change_services.change_approve(
+            actor=qa, change=change, credentials=people.sign_qa(), reason="agreed"
+        )
+        task = change_services.change_task_add(
+            actor=qa,
+            change=change,
+            description="Fit the fan and requalify the cabinet",
+            owner=lead,
+            due_on=today + dt.timedelta(days=7),
+            reason="the work",
+        )
+        change_services.change_task_complete(
+            actor=lead, task=task, reason="Fitted; downflow 0.36 m/s at requalification."
+        )
+        change = change_services.change_implement(actor=qa, change=change, reason="done")
+        change_services.change_close(
+            actor=qa,
+            change=change,
+            review="Downflow in limits at three weekly checks since; no deviation.",
+            credentials=people.sign_qa(),
+            reason="post-implementation review",
+        )
+    if PROCEDURE_CHANGE not in made:
+        change_services.change_propose(
+            actor=lead,
+            title=PROCEDURE_CHANGE,
+            description="From the audit finding on MU01: line clearance is witnessed.",
+            scopes=["procedure"],
+            risk_level="low",
+            risk_assessment="Adds a signature; no effect on the product.",
+            site=Site.objects.get(code="MU01"),
+            reason=demo.DEMO_REASON,
+        )
+
+
 def _load() -> tuple[int, int]:
     """Turn batch signals into deviations, then make the missing stories; (from signals, made)."""
     from_signals = services.signals_process()
@@ -452,8 +561,8 @@ def _load() -> tuple[int, int]:
         for s in DEVIATIONS
         if not Deviation.objects.filter(site__code=s.site, title=s.title).exists()
     ]
-    qa = _user(site_demo.DEMO_QA)
-    with transaction.atomic(), signer(qa) as sign_qa:
+    qa, qp = _user(site_demo.DEMO_QA), _user(site_demo.DEMO_QP)
+    with transaction.atomic(), signer(qa) as sign_qa, signer(qp) as sign_qp:
         people = People(
             qa=qa,
             sign_qa=sign_qa,
@@ -467,6 +576,7 @@ def _load() -> tuple[int, int]:
                 site__code=spec.site, description=spec.description
             ).exists():
                 _complaint(spec, people)
+        _changes(people, sign_qp)
     services.deviations_escalate_overdue()
     return from_signals, len(missing)
 
@@ -493,7 +603,7 @@ def load_demo_deviations() -> demo.DemoSection:
             *demo.table(("Number", "Site", "Batch", "Status", "Class", "", "Title"), rows),
             f"  This run: {from_signals} from batch signals, {made} raised by people. "
             f"{Capa.objects.count()} CAPAs, {Complaint.objects.count()} complaints and "
-            f"adverse reactions. Sign in as {site_demo.DEMO_QA} to triage, investigate and "
-            "close them.",
+            f"adverse reactions, {ChangeControl.objects.count()} changes. Sign in as "
+            f"{site_demo.DEMO_QA} to triage, investigate and close them.",
         ),
     )

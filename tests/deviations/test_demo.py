@@ -13,9 +13,10 @@ from batches.choices import SignalKind
 from batches.models import BatchSignal
 from controlsite.accounts.models import User
 from controlsite.signatures.services import signature_is_valid
+from deviations import demo as demo_data
 from deviations.choices import CapaStatus, DeviationSource, DeviationStatus
 from deviations.demo import DEVIATIONS
-from deviations.models import Capa, Complaint, Deviation, DeviationExtension
+from deviations.models import Capa, ChangeControl, Complaint, Deviation, DeviationExtension
 from deviations.selectors import deviation_trends
 from tests.batches import test_demo as batches_demo
 from tests.batches.test_demo import counts, run
@@ -66,6 +67,20 @@ def test_complaints_show_the_adr_clock_and_who_reported_it(demo_output):
     running = serious.get(reported_on__isnull=True)
     assert running.report_due_on == timezone.localdate() + dt.timedelta(days=3)
     assert Complaint.objects.filter(status="closed").count() == 1
+
+
+def test_changes_show_each_stage_and_the_master_file_change_opened_its_draft(demo_output):
+    """DV-07…DV-09: the regulatory master-file change, signed by QA and a QP, opened one draft;
+    the site change awaits its QP; the equipment change is closed with its review."""
+    changes = {c.title: c for c in ChangeControl.objects.all()}
+    mf = changes[demo_data.MF_CHANGE]
+    assert mf.regulatory and mf.status == "approved"
+    assert mf.qa_signature is not None and mf.qp_signature is not None
+    assert mf.master_file_draft is not None and mf.master_file_draft.status == "draft"
+    site = changes[demo_data.SITE_CHANGE]
+    assert (site.status, site.qp_signature) == ("in_review", None)
+    assert changes[demo_data.EQUIPMENT_CHANGE].status == "closed"
+    assert changes[demo_data.PROCEDURE_CHANGE].status == "draft"
 
 
 def test_the_trend_page_has_something_to_show(demo_output):
