@@ -887,7 +887,7 @@ def test_a_failing_late_result_escalates_to_the_qps_and_the_site_lead_at_once(pl
     assert AuditEvent.objects.filter(
         event_type=BatchEvent.LATE_RESULT_FAILED, target_id=str(batch.pk)
     ).exists()
-    urgent = Notification.objects.filter(severity="danger", subject__startswith="URGENT")
+    urgent = Notification.objects.filter(severity="block", subject__startswith="URGENT")
     assert {n.recipient for n in urgent} == {plant.qp, plant.lead}
     # The certification signature still holds: late results are outside what was certified.
     certification = Certification.objects.get(batch=batch)
