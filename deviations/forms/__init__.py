@@ -21,6 +21,7 @@ from deviations.choices import (
     Effectiveness,
     RootCauseCategory,
 )
+from deviations.services import ActionInput
 from masterfile.models import Product
 from sites.models import Site
 
@@ -153,6 +154,13 @@ class CapaForm(_WithOwner):
     first_action = _text("First action", rows=2)
     first_action_due_on = _date("First action due on")
     reason = _reason()
+
+    def plan(self) -> dict[str, Any]:
+        """The valid form as `services.capa_create` keywords, less the actor and the source."""
+        data = self.cleaned_data
+        first = ActionInput(data["first_action"], data["owner"], data["first_action_due_on"])
+        keys = ("title", "description", "kind", "owner", "due_on", "effectiveness_due_on")
+        return {**{key: data[key] for key in keys}, "reason": data["reason"], "actions": [first]}
 
 
 class ActionForm(_WithOwner):

@@ -58,6 +58,7 @@ from deviations.choices import (
     CapaKind,
     CapaSource,
     CapaStatus,
+    ComplaintStatus,
     DeviationAction,
     DeviationClass,
     DeviationSource,
@@ -768,7 +769,8 @@ def capa_create(
     actions: Sequence[ActionInput] = (),
 ) -> Capa:
     """Raise a CAPA from a deviation, an OOS, a complaint or an audit finding, with an owner,
-    a due date and the date of its effectiveness check (DV-02). QA only."""
+    a due date and the date of its effectiveness check (DV-02). QA only. A closed deviation or
+    complaint takes no new CAPA (409)."""
     _require_qa(actor, "raises CAPAs")
     reason = require_reason(reason)
     title = _text(title, field="Title", limit=TITLE_MAX)
@@ -808,8 +810,18 @@ def capa_create(
     _require_owner_eligible(owner, site)
     checked = [_action_input(item, site) for item in actions]
     with transaction.atomic(), audit_context(reason=reason, user=actor):
+        # The source is locked, so its closure cannot race the new CAPA.
         if deviation is not None:
             _require_open(_lock(deviation))
+        if complaint is not None:
+            locked_complaint = Complaint.objects.select_for_update(of=("self",)).get(
+                pk=complaint.pk
+            )
+            if locked_complaint.status != ComplaintStatus.OPEN:
+                raise TransitionNotAllowedError(
+                    f"{complaint.number} is closed: it no longer changes.",
+                    code="complaint_not_open",
+                )
         capa = Capa.objects.create(
             number=next_number("CAPA", timezone.localdate().year),
             source=source,

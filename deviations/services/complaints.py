@@ -17,7 +17,6 @@ the seriousness QA decides, and closure waits for the report.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
@@ -53,13 +52,11 @@ from deviations.events import DeviationEvent
 from deviations.models import Capa, Complaint
 from deviations.services import (
     OCCURRED_WITHIN_DAYS,
-    ActionInput,
     _choice,
     _require_qa,
     _require_sees_site,
     _text,
     _today,
-    capa_create,
     may_raise,
     next_number,
 )
@@ -375,44 +372,6 @@ def complaint_mark_reported(
             },
         )
     return locked
-
-
-#
-# CAPA from a complaint (DV-02, DV-11)
-#
-
-
-def complaint_capa_raise(
-    *,
-    actor: User,
-    complaint: Complaint,
-    title: str,
-    description: str,
-    kind: str,
-    owner: User | None,
-    due_on: dt.date | None,
-    effectiveness_due_on: dt.date | None,
-    reason: str,
-    actions: Sequence[ActionInput] = (),
-) -> Capa:
-    """Raise a CAPA from an open complaint (Control Site QA): `capa_create(complaint=...)`,
-    with the complaint locked so its closure cannot race the new CAPA (DV-02)."""
-    _require_qa(actor, "raises CAPAs")
-    with transaction.atomic():
-        locked = _lock(complaint)
-        _require_open(locked)
-        return capa_create(
-            actor=actor,
-            title=title,
-            description=description,
-            kind=kind,
-            owner=owner,
-            due_on=due_on,
-            effectiveness_due_on=effectiveness_due_on,
-            reason=reason,
-            complaint=locked,
-            actions=actions,
-        )
 
 
 #

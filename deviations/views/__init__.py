@@ -459,26 +459,10 @@ def capa_create(request: HttpRequest, number: str) -> HttpResponse:
     bound = {"capa": form}
     if not form.is_valid():
         return _detail_again(request, deviation, bound, _invalid(request, "No CAPA raised"))
-    data = form.cleaned_data
     capa, refused = _run(
         request,
         lambda status: _detail_again(request, deviation, bound, status),
-        lambda: services.capa_create(
-            actor=actor,
-            title=data["title"],
-            description=data["description"],
-            kind=data["kind"],
-            owner=data["owner"],
-            due_on=data["due_on"],
-            effectiveness_due_on=data["effectiveness_due_on"],
-            reason=data["reason"],
-            deviation=deviation,
-            actions=[
-                services.ActionInput(
-                    data["first_action"], data["owner"], data["first_action_due_on"]
-                )
-            ],
-        ),
+        lambda: services.capa_create(actor=actor, deviation=deviation, **form.plan()),
     )
     if refused is not None:
         return refused

@@ -554,7 +554,7 @@ def test_closing_a_serious_adr_before_its_report_writes_nothing(plant):
 def test_an_open_capa_from_the_complaint_blocks_closure_until_it_closes(plant):
     """DV-02: CAPA from a complaint; its open CAPA keeps the complaint open."""
     complaint = assess(plant, record(plant, kind=ComplaintKind.QUALITY, serious=False))
-    capa = complaint_services.complaint_capa_raise(
+    capa = services.capa_create(
         actor=plant.qa,
         complaint=complaint,
         title="Label legibility check",
@@ -627,12 +627,12 @@ def test_a_capa_cannot_be_raised_from_a_closed_complaint_or_by_anyone_but_qa(pla
     }
     before = _snapshot(complaint)
     _refused(
-        lambda: complaint_services.complaint_capa_raise(actor=plant.qa, **fields),
+        lambda: services.capa_create(actor=plant.qa, **fields),
         409,
         "complaint_not_open",
     )
     _refused(
-        lambda: complaint_services.complaint_capa_raise(actor=plant.qp, **fields),
+        lambda: services.capa_create(actor=plant.qp, **fields),
         403,
         "permission_denied",
     )

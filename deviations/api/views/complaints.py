@@ -295,7 +295,7 @@ class ComplaintViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseVie
     def capas(self, request: Request, number: str | None = None) -> Response:
         fields, reason = split_reason(validated_input(ComplaintCapaSerializer, request))
         complaint = self.get_object()
-        capa = complaint_services.complaint_capa_raise(
+        capa = services.capa_create(
             actor=_actor(request),
             complaint=complaint,
             title=fields["title"],
