@@ -26,6 +26,7 @@ class BatchesConfig(AppConfig):
         gates.register("batches.record_complete", batch_gates.record_complete)
         gates.register("batches.specifications_met", batch_gates.specifications_met)
         gates.register("batches.not_expired", batch_gates.not_expired)
+        gates.register("batches.signers_qualified", batch_gates.signers_qualified)
         dashboard.register(
             dashboard.Panel(
                 "batches", "Batches", "batches/panels/_overview.html", batches_panel, 20

@@ -15,6 +15,7 @@ from batches.choices import SpecificationTiming, TemplateStatus
 from batches.selectors import batch_progress, batch_results
 from controlsite.gates import Finding, Severity
 from controlsite.signatures.services import signature_is_valid
+from training.selectors import QualificationQuery, qualifications
 
 # Finding codes: stable, integrators branch on them.
 TEMPLATE_NOT_APPROVED = "template_not_approved"
@@ -26,6 +27,7 @@ RESULT_MISSING = "result_missing"
 SPECIFICATION_FAILED = "specification_failed"
 UNREGISTERED_SPECIFICATION_FAILED = "unregistered_specification_failed"
 BATCH_EXPIRED = "batch_expired"
+SIGNER_NOT_QUALIFIED = "signer_not_qualified"
 # The only blocks a concession may certify over (BR-08: never a missing result or an open step).
 CONCESSION_CODES = frozenset({SPECIFICATION_FAILED})
 
@@ -127,6 +129,42 @@ def specifications_met(batch: Any) -> list[Finding]:
                 message=f"{spec.name} {result.value_label} is outside "
                 f"{spec.limits_label}{' (registered specification)' if registered else ''}.",
                 link=_link(batch, anchor),
+            )
+        )
+    return findings
+
+
+def signers_qualified(batch: Any) -> list[Finding]:
+    """Everyone who signed a step of the batch record was qualified for it at the moment they
+    signed: trained on the procedures in force then, refresher not lapsed (TR-02, TR-04). One
+    evaluation for every signature, in a fixed number of queries."""
+    asked: list[tuple[Any, str, Any]] = []
+    queries: list[QualificationQuery] = []
+    for record in batch.step_records.select_related(
+        "step", "performed_by", "performed_signature", "verified_by"
+    ).order_by("position"):
+        performed_at = (
+            record.performed_signature.signed_at
+            if record.performed_signature_id
+            else record.created_at
+        )
+        signed = [(record.performed_by, "performed", performed_at)]
+        if record.verified_by_id and record.verified_at:
+            signed.append((record.verified_by, "verified", record.verified_at))
+        for user, what, at in signed:
+            asked.append((record, what, user))
+            queries.append(QualificationQuery(user, batch.site, record.step.role, at))
+    findings = []
+    for (record, what, user), verdict in zip(asked, qualifications(queries), strict=True):
+        if verdict:
+            continue
+        findings.append(
+            Finding(
+                code=SIGNER_NOT_QUALIFIED,
+                severity=Severity.BLOCK,
+                message=f"Step {record.position} was {what} by {user.printed_name}, who was not "
+                f"qualified when signing: {'; '.join(verdict.items)}.",
+                link=_link(batch, f"step-{record.position}"),
             )
         )
     return findings

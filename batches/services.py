@@ -65,7 +65,6 @@ from batches.selectors import (
     batch_progress,
     holds_step_role,
 )
-from controlsite import qualification
 from controlsite.accounts import permissions
 from controlsite.accounts.models import User
 from controlsite.accounts.roles import Capability, Role
@@ -95,6 +94,7 @@ from masterfile.models import Product
 from masterfile.selectors import effective_version, site_listed_for_product
 from sites.models import Site
 from sites.selectors import site_can_manufacture, site_leads, sites_visible_to
+from training.selectors import user_is_qualified
 
 _VALUE_LIMIT = Decimal(10) ** (VALUE_MAX_DIGITS - VALUE_DECIMAL_PLACES)
 
@@ -610,17 +610,11 @@ def _require_may_sign_step(actor: User, batch: Batch, step: TemplateStep) -> Non
             f"{batch.site.code}.",
             code="role_not_held_at_site",
         )
-    refusal = qualification.refusal(
-        actor,
-        batch.site,
-        qualification.Task(
-            key=f"batch-step:{step.pk}",
-            label=f"{batch.template} step {step.position}",
-            role=step.role,
-        ),
-    )
-    if refusal:
-        raise PermissionRefusedError(refusal, code="not_qualified")
+    verdict = user_is_qualified(actor, batch.site, step.role)
+    if not verdict:
+        raise PermissionRefusedError(
+            verdict.message(), code="not_qualified", extra={"missing": verdict.items}
+        )
 
 
 def _step_values(step: TemplateStep, values: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -1048,9 +1042,15 @@ def batch_certify(
     TOTP). Every gate is evaluated now: a block refuses (409 `gates_blocking`, the findings in
     `extra`), a warning needs a written justification. With `concession`, a failed registered
     specification may be certified over — only with the clinician's recorded request and the
-    QP's justification (BR-08) — and the batch is "certified under concession".
+    QP's justification (BR-08) — and the batch is "certified under concession". The QP must
+    be qualified for the QP's curriculum at the batch's site (TR-02).
     """
     _require_qp(actor)
+    verdict = user_is_qualified(actor, batch.site, Role.QP)
+    if not verdict:
+        raise PermissionRefusedError(
+            verdict.message(), code="not_qualified", extra={"missing": verdict.items}
+        )
     reason = require_reason(reason)
     justification = _text(
         justification, field="Justification", limit=JUSTIFICATION_MAX, required=False

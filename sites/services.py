@@ -567,8 +567,9 @@ _EVIDENCE_SIGNATURES: dict[str, tuple[bytes, ...]] = {
 }
 
 
-def _check_evidence(upload: UploadedFile[bytes]) -> str:
-    """Size and type checks (DI-12); returns the file's SHA-256."""
+def evidence_check(upload: UploadedFile[bytes]) -> str:
+    """Size and type checks (DI-12); returns the file's SHA-256. Shared with the apps above
+    that take uploads (training: procedure files)."""
     limit = settings.SITE_EVIDENCE_MAX_BYTES
     name = (upload.name or "").lower()
     suffix = name[name.rfind(".") :] if "." in name else ""
@@ -620,7 +621,7 @@ def checklist_item_attach_evidence(
     reference = reference.strip()
     if upload is None and not reference:
         raise ApplicationError("Upload a file or give a reference.", code="evidence_required")
-    sha = _check_evidence(upload) if upload is not None else ""
+    sha = evidence_check(upload) if upload is not None else ""
     # The file goes to storage before the transaction, so no row lock is held during slow I/O;
     # if the transaction then fails, the stored file is removed again.
     stored = ""

@@ -7,10 +7,12 @@ including the second factor, so the session middleware accepts it.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
 from django.test import Client
+from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -20,6 +22,10 @@ from controlsite.accounts.middleware import LAST_ACTIVITY_KEY
 from controlsite.accounts.models import User
 from controlsite.accounts.roles import Role
 from controlsite.accounts.services import role_grant, user_create
+from controlsite.audit.context import audit_context
+from training.choices import ItemKind, RecordMethod
+from training.models import TrainingItem, TrainingRecord
+from training.standard import ensure_standard_items
 
 PASSWORD = "Persona-password-2026"
 
@@ -37,7 +43,7 @@ PERSONAS: dict[str, tuple[str, str, Role | None]] = {
 ALL_PERSONAS = tuple(PERSONAS)
 
 
-def make_persona(name: str, *, username: str | None = None) -> User:
+def make_persona(name: str, *, username: str | None = None, accountable: bool = True) -> User:
     first, last, role = PERSONAS[name]
     user = user_create(
         username=username or name,
@@ -50,11 +56,30 @@ def make_persona(name: str, *, username: str | None = None) -> User:
         must_change_password=False,
         validate=False,
     )
+    if accountable:
+        give_accountability(user)
     if role is not None:
         role_grant(user=user, role=role, granted_by=None, reason="test persona")
     if permissions.mfa_required(user):
         TOTPDevice.objects.create(user=user, name="test", confirmed=True)
     return user
+
+
+def give_accountability(user: User) -> TrainingRecord:
+    """Give `user` the data-integrity and e-signature accountability item, as a record entered
+    from paper before the account was first used, so that they may sign (TR-07). Tests of the
+    item itself start from `make_persona(..., accountable=False)` and acknowledge it through
+    the service."""
+    with audit_context(reason="test persona"):
+        ensure_standard_items(TrainingItem)  # a transactional test starts from an empty table
+        item = TrainingItem.objects.get(kind=ItemKind.ACCOUNTABILITY)
+        return TrainingRecord.objects.create(
+            user=user,
+            item=item,
+            method=RecordMethod.ENTERED,
+            completed_at=timezone.now() - dt.timedelta(days=1),
+            notes="Accountability policy signed on paper before the account was first used.",
+        )
 
 
 # A code typed with less than this many seconds left in its 30 s step may have expired by the

@@ -346,7 +346,17 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "deviations.escalate_overdue",
         "schedule": 3600.0,
     },
+    # Procedure versions into force, training reminders, overdue escalation, renewals.
+    "training-round": {
+        "task": "training.round",
+        "schedule": 3600.0,
+    },
 }
+
+# Training (TR-03, TR-04): the refresher's validity for new refresher items, and how many days
+# before an expiry a record shows as due soon.
+TRAINING_REFRESHER_MONTHS = env_int("TRAINING_REFRESHER_MONTHS", 12)
+TRAINING_DUE_SOON_DAYS = env_int("TRAINING_DUE_SOON_DAYS", 30)
 
 # Deviation due dates (DV-04): working days to triage, calendar days to close, per class.
 DEVIATION_TRIAGE_WORKING_DAYS = env_int("DEVIATION_TRIAGE_WORKING_DAYS", 1)

@@ -28,6 +28,7 @@ from django.db import models, transaction
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
+from controlsite import qualification
 from controlsite.accounts import mfa, permissions
 from controlsite.accounts.models import User
 from controlsite.accounts.roles import Capability
@@ -269,6 +270,15 @@ def sign(
     components = _authenticate_signer(
         signer=signer, credentials=credentials, meaning=str(meaning), target=target
     )
+    refusal = qualification.signing_refusal(signer, record)
+    if refusal:
+        raise SignatureRefusedError(
+            refusal,
+            code="training_required",
+            signer=signer,
+            meaning=str(meaning),
+            target=target,
+        )
     signature = ElectronicSignature.objects.create(
         signer=signer,
         signer_username=signer.get_username(),
