@@ -34,3 +34,38 @@ def panels_for(request: HttpRequest) -> list[tuple[Panel, dict[str, Any]]]:
         if ctx is not None:
             shown.append((panel, ctx))
     return shown
+
+
+#
+# The site page's panels
+#
+
+
+@dataclasses.dataclass(frozen=True)
+class SitePanel:
+    """A panel on a site's own page (sites/detail.html), contributed by an app above `sites`
+    (training's compliance, say) without `sites` importing it (design §2). `context` takes the
+    request and the site and returns None to hide the panel from this person."""
+
+    name: str
+    title: str
+    template: str
+    context: Callable[[HttpRequest, Any], dict[str, Any] | None]
+    order: int = 100
+
+
+_site_panels: dict[str, SitePanel] = {}
+
+
+def register_site_panel(panel: SitePanel) -> None:
+    _site_panels[panel.name] = panel
+
+
+def site_panels_for(request: HttpRequest, site: Any) -> list[tuple[SitePanel, dict[str, Any]]]:
+    """The site-page panels this person may see for `site`, in order."""
+    shown = []
+    for panel in sorted(_site_panels.values(), key=lambda p: (p.order, p.name)):
+        ctx = panel.context(request, site)
+        if ctx is not None:
+            shown.append((panel, ctx))
+    return shown

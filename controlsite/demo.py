@@ -14,12 +14,25 @@ idempotent: a second run creates nothing. The kernel never imports an app.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
+from django_otp.oath import hotp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from controlsite.accounts import mfa
+from controlsite.accounts.models import User
 from controlsite.signatures.services import SignatureCredentials
 
 DEMO_PASSWORD = "ControlSite-demo-2026"  # noqa: S105  (published demo credential, refused in production)
 DEMO_REASON = "demo data"
+
+# How far back a demo authenticator's codes start (see `signer`): twenty 30 s steps, ten minutes.
+# The QP signs about a dozen times across the demo (the accountability item, master-file
+# approvals, certifications, a change control), one step each: the codes all stay in the past,
+# so a real authenticator's next code is accepted as soon as the demo has run.
+BACKDATE_STEPS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +77,51 @@ def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> list[str]
         return ("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))).rstrip()
 
     return [line(header), line(tuple("-" * w for w in widths)), *(line(row) for row in rows)]
+
+
+#
+# Signing as a demo person
+#
+
+
+def _time_step(device: TOTPDevice) -> int:
+    return int((time.time() - device.t0) // device.step)
+
+
+@contextmanager
+def signer(user: User) -> Iterator[Callable[[], SignatureCredentials]]:
+    """What `user` types to sign, fresh for each signature: username, the demo password and,
+    for a person with an authenticator (the QP), a one-time code (ES-09).
+
+    An authenticator shows one code per 30 s step and django-otp accepts each step once (it
+    keeps the last one used, `last_t`), so a QP who signs five times in a few seconds needs
+    five steps. The codes given here are those of successive unused steps starting
+    BACKDATE_STEPS steps ago — as if the QP had signed over the last few minutes — so the
+    replay guard ends behind the clock and the QP's real authenticator works straight after the
+    demo. The device's tolerance is widened to reach them and, with the clock correction
+    (`drift`) django-otp learns from each code, put back when the block ends. All of this happens
+    inside the loader's transaction: if anything fails, the widened tolerance is never
+    committed."""
+    typed = credentials(user.get_username())
+    device = mfa.confirmed_device(user)
+    if device is None:
+        yield lambda: typed
+        return
+    tolerance, drift = device.tolerance, device.drift
+    floor = _time_step(device) - BACKDATE_STEPS
+
+    def next_credentials() -> SignatureCredentials:
+        current = mfa.confirmed_device(user)  # as the previous signature left it
+        assert current is not None  # noqa: S101  (the block holds the device)
+        step = max(current.last_t + 1, floor)
+        reach = abs(step - (_time_step(current) + current.drift)) + 1
+        if current.tolerance < reach:
+            current.tolerance = reach
+            current.save(update_fields=["tolerance"])
+        code = hotp(current.bin_key, step, digits=current.digits)
+        return dataclasses.replace(typed, otp=f"{code:0{current.digits}d}")
+
+    yield next_credentials
+    device.refresh_from_db()
+    device.tolerance, device.drift = tolerance, drift
+    device.save(update_fields=["tolerance", "drift"])

@@ -25,19 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import transaction
-from django_otp.oath import hotp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from controlsite import demo
-from controlsite.accounts import mfa
 from controlsite.accounts.models import User
 from controlsite.audit.context import audit_context
+from controlsite.demo import signer as signer  # batches and deviations import it from here
 from controlsite.signatures.services import SignatureCredentials
 from masterfile import services
 from masterfile.choices import (
@@ -58,11 +54,6 @@ DEMO_QP = site_demo.DEMO_QP
 TESTING_LAB = "QCL1"
 MANUFACTURING = ProductSiteRole.MANUFACTURING
 TESTING = ProductSiteRole.TESTING
-
-# How far back the QP's demo authenticator codes start (see `signer`): five minutes of steps, so
-# the QP's five demo signatures use codes from the recent past and a real authenticator's next
-# code is accepted as soon as the demo has run.
-BACKDATE_STEPS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1329,54 +1320,6 @@ DEMO_PRODUCTS: tuple[DemoProduct, ...] = (
         versions=(WBC_V1, WBC_V2),
     ),
 )
-
-
-#
-# Signing as a demo person
-#
-
-
-def _time_step(device: TOTPDevice) -> int:
-    return int((time.time() - device.t0) // device.step)
-
-
-@contextmanager
-def signer(user: User) -> Iterator[Callable[[], SignatureCredentials]]:
-    """What `user` types to sign, fresh for each signature: username, the demo password and,
-    for a person with an authenticator (the QP), a one-time code (ES-09).
-
-    An authenticator shows one code per 30 s step and django-otp accepts each step once (it
-    keeps the last one used, `last_t`), so a QP who signs five times in a few seconds needs
-    five steps. The codes given here are those of successive unused steps starting
-    BACKDATE_STEPS steps ago — as if the QP had signed over the last few minutes — so the
-    replay guard ends behind the clock and the QP's real authenticator works straight after the
-    demo. The device's tolerance is widened to reach them and, with the clock correction
-    (`drift`) django-otp learns from each code, put back when the block ends. All of this happens
-    inside the loader's transaction: if anything fails, the widened tolerance is never
-    committed."""
-    credentials = demo.credentials(user.get_username())
-    device = mfa.confirmed_device(user)
-    if device is None:
-        yield lambda: credentials
-        return
-    tolerance, drift = device.tolerance, device.drift
-    floor = _time_step(device) - BACKDATE_STEPS
-
-    def next_credentials() -> SignatureCredentials:
-        current = mfa.confirmed_device(user)  # as the previous signature left it
-        assert current is not None  # noqa: S101  (the block holds the device)
-        step = max(current.last_t + 1, floor)
-        reach = abs(step - (_time_step(current) + current.drift)) + 1
-        if current.tolerance < reach:
-            current.tolerance = reach
-            current.save(update_fields=["tolerance"])
-        code = hotp(current.bin_key, step, digits=current.digits)
-        return dataclasses.replace(credentials, otp=f"{code:0{current.digits}d}")
-
-    yield next_credentials
-    device.refresh_from_db()
-    device.tolerance, device.drift = tolerance, drift
-    device.save(update_fields=["tolerance", "drift"])
 
 
 #

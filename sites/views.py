@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from controlsite import dashboard
 from controlsite.accounts import permissions
 from controlsite.accounts.http import request_user
 from controlsite.accounts.models import User
@@ -780,6 +781,8 @@ def _detail_context(
         "equipment_form": bound.get("equipment") or EquipmentAddForm(prefix="equipment"),
         "audit_form": bound.get("audit") or AuditPlanForm(prefix="audit"),
         "open_form": next(iter(bound), ""),
+        # Panels the apps above `sites` add to this page (training compliance…), design §2.
+        "site_panels": dashboard.site_panels_for(request, site),
     }
 
 

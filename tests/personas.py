@@ -77,7 +77,7 @@ def give_accountability(user: User) -> TrainingRecord:
             user=user,
             item=item,
             method=RecordMethod.ENTERED,
-            completed_at=timezone.now() - dt.timedelta(days=1),
+            completed_at=timezone.now() - dt.timedelta(days=3650),
             notes="Accountability policy signed on paper before the account was first used.",
         )
 

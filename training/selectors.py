@@ -30,6 +30,7 @@ from sites.selectors import live_memberships, sites_visible_to
 from training.choices import (
     QUALIFYING_STATES,
     SITE_HELD_ROLES,
+    AssessmentResult,
     AssignmentStatus,
     CellState,
     CurriculumRole,
@@ -153,6 +154,34 @@ def accountability_item() -> TrainingItem | None:
 #
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordFact:
+    """What an evaluation needs of a training record: read as plain values, not model
+    instances, because a site's matrix reads tens of thousands of them."""
+
+    pk: int
+    user_id: int
+    item_id: int
+    version: int | None  # the procedure version read, for an SOP
+    completed_at: dt.datetime
+    expires_at: dt.datetime | None
+    result: str
+
+    @property
+    def passed(self) -> bool:
+        return self.result != AssessmentResult.NOT_YET_COMPETENT
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AssignmentFact:
+    """An open assignment, as the evaluation reads it."""
+
+    pk: int
+    user_id: int
+    item_id: int
+    due_on: dt.date
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """Whether one person holds one item at one moment, and why."""
@@ -160,8 +189,8 @@ class Cell:
     item: TrainingItem
     state: CellState
     detail: str = ""
-    record: TrainingRecord | None = None
-    assignment: Assignment | None = None
+    record: RecordFact | None = None
+    assignment: AssignmentFact | None = None
 
     @property
     def qualifies(self) -> bool:
@@ -214,8 +243,8 @@ class _Facts:
     requirements: list[Requirement]
     versions: dict[int, list[ProcedureVersion]]  # procedure id -> versions with a time in force
     upcoming: dict[int, ProcedureVersion]  # procedure id -> issued, not yet in force
-    records: dict[tuple[int, int], list[TrainingRecord]]  # (user, item) -> newest first
-    assignments: dict[tuple[int, int], Assignment]  # (user, item) -> open assignment
+    records: dict[tuple[int, int], list[RecordFact]]  # (user, item) -> newest first
+    assignments: dict[tuple[int, int], AssignmentFact]  # (user, item) -> open assignment
 
 
 def _load(
@@ -254,19 +283,29 @@ def _load(
             versions[version.procedure_id].append(version)
         else:
             upcoming[version.procedure_id] = version
-    records: dict[tuple[int, int], list[TrainingRecord]] = defaultdict(list)
-    for record in (
+    records: dict[tuple[int, int], list[RecordFact]] = defaultdict(list)
+    for row in (
         TrainingRecord.objects.filter(user_id__in=user_ids, item_id__in=list(items))
-        .select_related("procedure_version", "trainer")
         .order_by("-completed_at", "-id")
+        .values_list(
+            "pk",
+            "user_id",
+            "item_id",
+            "procedure_version__number",
+            "completed_at",
+            "expires_at",
+            "result",
+        )
     ):
-        records[(record.user_id, record.item_id)].append(record)
-    assignments: dict[tuple[int, int], Assignment] = {}
+        fact = RecordFact(*row)
+        records[(fact.user_id, fact.item_id)].append(fact)
+    assignments: dict[tuple[int, int], AssignmentFact] = {}
     if with_assignments:
-        for assignment in Assignment.objects.filter(
+        for row_a in Assignment.objects.filter(
             user_id__in=user_ids, item_id__in=list(items), status=AssignmentStatus.OPEN
-        ).select_related("procedure_version"):
-            assignments[(assignment.user_id, assignment.item_id)] = assignment
+        ).values_list("pk", "user_id", "item_id", "due_on"):
+            fact_a = AssignmentFact(*row_a)
+            assignments[(fact_a.user_id, fact_a.item_id)] = fact_a
     return _Facts(accountability, requirements, versions, upcoming, records, assignments)
 
 
@@ -317,11 +356,7 @@ def _evaluate(
         needed = required_version or upcoming
         if needed is None:
             return Cell(item, CellState.NOT_REQUIRED, "no version issued yet")
-        passed = [
-            r
-            for r in passed
-            if r.procedure_version is not None and r.procedure_version.number >= needed.number
-        ]
+        passed = [r for r in passed if r.version is not None and r.version >= needed.number]
     valid = next((r for r in passed if r.expires_at is None or r.expires_at > at), None)
     soon = at + dt.timedelta(days=due_soon_days())
     if valid is not None:
@@ -332,9 +367,7 @@ def _evaluate(
         if (
             upcoming is not None
             and required_version is not None
-            and (
-                valid.procedure_version is None or valid.procedure_version.number < upcoming.number
-            )
+            and (valid.version is None or valid.version < upcoming.number)
         ):
             return Cell(
                 item,
@@ -361,9 +394,9 @@ def _evaluate(
         return Cell(
             item, CellState.OVERDUE, f"expired {_date(expired.expires_at)}", expired, assignment
         )
-    older = next((r for r in history if r.passed and r.procedure_version is not None), None)
-    if older is not None and required_version is not None and older.procedure_version:
-        detail = f"read v{older.procedure_version.number}; v{required_version.number} in force"
+    older = next((r for r in history if r.passed and r.version is not None), None)
+    if older is not None and required_version is not None:
+        detail = f"read v{older.version}; v{required_version.number} in force"
     elif history and not history[0].passed:
         detail = f"not yet competent ({_date(history[0].completed_at)})"
     else:
@@ -473,8 +506,11 @@ def required_now(user: Any) -> dict[int, tuple[TrainingItem, int | None]]:
             for pk, item in _required_items(facts, roles=[role], site_id=site_id, at=now).items():
                 if pk not in needed or (needed[pk][1] is None and site_id is not None):
                     needed[pk] = (item, site_id)
-    if not permissions.user_can(user, Capability.SIGN) and facts.accountability is not None:
-        needed.pop(facts.accountability.pk, None)
+    if facts.accountability is not None:
+        if permissions.user_can(user, Capability.SIGN):
+            needed.setdefault(facts.accountability.pk, (facts.accountability, None))
+        else:
+            needed.pop(facts.accountability.pk, None)
     return needed
 
 

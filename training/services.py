@@ -563,7 +563,7 @@ def _assignment_open(
     """Open an assignment unless an equal one is open; an open one for an older version of
     the procedure is withdrawn first. Never two open for one item (a DB constraint)."""
     current = (
-        Assignment.objects.select_for_update()
+        Assignment.objects.select_for_update(of=("self",))
         .filter(user=user, item=item, status=AssignmentStatus.OPEN)
         .select_related("procedure_version")
         .first()
@@ -744,7 +744,7 @@ def _complete(record: TrainingRecord, *, actor: User) -> None:
     """Close the trainee's open assignment the record satisfies; a failed assessment keeps it
     open, or opens one."""
     open_one = (
-        Assignment.objects.select_for_update()
+        Assignment.objects.select_for_update(of=("self",))
         .filter(user=record.user, item=record.item, status=AssignmentStatus.OPEN)
         .select_related("procedure_version")
         .first()
@@ -791,6 +791,7 @@ def acknowledge(
     if not item.active:
         raise ConflictError(f"{item.code} is retired.", code="item_retired")
     reason = (reason or "").strip() or "read and understood"
+    item = TrainingItem.objects.get(pk=item.pk)  # as it stands now (validity may change)
     with signing_transaction(), audit_context(reason=reason, user=actor):
         locked_version = _version_for(item, version)
         now = timezone.now()
@@ -861,6 +862,7 @@ def assessment_record(
         raise ConflictError(f"{item.code} is retired.", code="item_retired")
     notes = _text(notes, field="Notes", limit=TEXT_MAX, required=False)
     reason = (reason or "").strip() or f"{item.code} assessed"
+    item = TrainingItem.objects.get(pk=item.pk)  # as it stands now (validity may change)
     with signing_transaction(), audit_context(reason=reason, user=actor):
         _require_not_self(actor, trainee, SignatureMeaning.REVIEWED)
         now = timezone.now()
@@ -918,6 +920,7 @@ def record_enter(
         )
     notes = _text(notes, field="Notes", limit=TEXT_MAX)
     reason = (reason or "").strip() or f"{item.code} entered from paper"
+    item = TrainingItem.objects.get(pk=item.pk)  # as it stands now (validity may change)
     with signing_transaction(), audit_context(reason=reason, user=actor):
         _require_not_self(actor, trainee, SignatureMeaning.VERIFIED)
         if version is not None and item.kind == ItemKind.SOP:
@@ -995,7 +998,7 @@ def training_round(*, today: dt.date | None = None) -> dict[str, int]:
         due_on__lte=today + dt.timedelta(days=REMINDER_DAYS),
         due_on__gte=today,
     ).select_related("user", "item"):
-        with transaction.atomic():
+        with transaction.atomic(), audit_context(reason="training reminder"):
             notify(
                 recipients=[assignment.user],
                 subject=f"Training due {assignment.due_on:%d %b %Y}: {assignment.item.title}",

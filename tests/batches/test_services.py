@@ -17,7 +17,6 @@ from batches import selectors, services
 from batches.choices import BatchStatus, Decision, SignalKind, TemplateStatus
 from batches.events import BatchEvent
 from batches.models import Batch, BatchSignal, Certification, StepRecord, TestResult
-from controlsite import qualification
 from controlsite.audit.models import AuditEvent
 from controlsite.audit.services import audit_chain_verify
 from controlsite.errors import ApplicationError
@@ -347,33 +346,6 @@ def test_a_step_needs_its_role_at_the_site(plant):
         403,
         "role_not_held_at_site",
     )
-
-
-def test_the_training_app_can_refuse_an_unqualified_signer(plant):
-    batch = start(plant)
-    asked: list[qualification.Task] = []
-
-    def check(user: Any, site: Any, task: qualification.Task) -> str:
-        asked.append(task)
-        return "Omar Okafor's aseptic technique training expired on 1 Nov 2026."
-
-    qualification.register("tests.expired", check)
-    try:
-        _refused(
-            lambda: services.step_record(
-                actor=plant.operator,
-                batch=batch,
-                position=1,
-                values={"bath-temp": 37, "volume": 50},
-                credentials=signing(plant.operator),
-            ),
-            403,
-            "not_qualified",
-        )
-    finally:
-        qualification.unregister("tests.expired")
-    assert asked and asked[0].role == "site_operator"
-    assert not StepRecord.objects.exists()
 
 
 def test_an_out_of_limit_value_is_kept_flagged_and_signalled(plant):

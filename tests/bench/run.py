@@ -29,7 +29,12 @@ Cases:
   deviation list and trend page: with `--deviations` deviations over `--dev-sites` sites, vs.
                   the home page, with their query counts. See tests/bench/deviations.py.
 
-`--only audit|sites|masterfile|batches|deviations` runs one group.
+  training matrix, compliance panel and the qualification check in a step sign-off: a site
+                  where `--trainees` people work against `--training-items` items, vs. the home
+                  page, a plain read of the records and a sign-off with no curriculum, with their
+                  query counts. See tests/bench/training.py.
+
+`--only audit|sites|masterfile|batches|deviations|training` runs one group.
 """
 
 from __future__ import annotations
@@ -146,9 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=int, default=1000, help="Results ingested.")
     parser.add_argument("--dev-sites", type=int, default=200, help="Sites with deviations.")
     parser.add_argument("--deviations", type=int, default=100_000, help="Deviations in the table.")
+    parser.add_argument("--trainees", type=int, default=500, help="People on the matrix.")
+    parser.add_argument(
+        "--training-items", type=int, default=50, help="Items in the site's curriculum."
+    )
+    parser.add_argument("--signoffs", type=int, default=30, help="Step sign-offs timed.")
     parser.add_argument(
         "--only",
-        choices=["all", "audit", "sites", "masterfile", "batches", "deviations"],
+        choices=["all", "audit", "sites", "masterfile", "batches", "deviations", "training"],
         default="all",
     )
     args = parser.parse_args(argv)
@@ -167,11 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     from tests.bench.deviations import DeviationBenchReport, run_deviations
     from tests.bench.masterfile import ExportBenchReport, run_master_file_export
     from tests.bench.sites import SitePagesReport, run_site_pages
+    from tests.bench.training import TrainingBenchReport, run_training
 
     pages = SitePagesReport([], [], [])
     export = ExportBenchReport([], [], True)
     batch = BatchBenchReport([], [], [])
     dev = DeviationBenchReport([], [], [])
+    train = TrainingBenchReport([], [], [])
     try:
         started = time.perf_counter()
         results = _run(args.n, args.repeats) if args.only in ("all", "audit") else []
@@ -194,12 +206,23 @@ def main(argv: list[str] | None = None) -> int:
             dev = run_deviations(
                 sites=args.dev_sites, deviations=args.deviations, repeats=args.page_repeats
             )
-        results += pages.results + export.results + batch.results + dev.results
+        if args.only in ("all", "training"):
+            train = run_training(
+                people=args.trainees,
+                items=args.training_items,
+                repeats=args.page_repeats,
+                signoffs=args.signoffs,
+            )
+        results += pages.results + export.results + batch.results + dev.results + train.results
         pages = SitePagesReport(
-            pages.results, pages.queries + batch.queries + dev.queries, pages.notes
+            pages.results,
+            pages.queries + batch.queries + dev.queries + train.queries,
+            pages.notes,
         )
         export = ExportBenchReport(
-            export.results, export.notes + batch.notes + dev.notes, export.within_aims
+            export.results,
+            export.notes + batch.notes + dev.notes + train.notes,
+            export.within_aims,
         )
         elapsed = time.perf_counter() - started
     finally:
