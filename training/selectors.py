@@ -24,6 +24,7 @@ from django.utils.formats import date_format
 from controlsite.accounts import permissions
 from controlsite.accounts.models import RoleGrant, User
 from controlsite.accounts.roles import Capability, Role
+from controlsite.accounts.scope import token_site_limit
 from sites.choices import SiteRole
 from sites.models import Site
 from sites.selectors import live_memberships, sites_visible_to
@@ -95,9 +96,17 @@ def matrix_sites_visible_to(user: Any) -> QuerySet[Site]:
 
 
 def _people_q(user: Any, field: str) -> Q:
-    """Rows about people this person may read: their own, and, for a site lead, the people
-    working at the sites they lead."""
-    members = live_memberships().filter(site_id__in=led_site_ids(user)).values("user_id")
+    """Rows about people this person may read: everyone's for those who see all training, their
+    own and the people working at the sites they lead for a site lead. A token limited to some
+    sites narrows either to the people at those sites (and the person themselves)."""
+    limit = token_site_limit(user)
+    if sees_all_training(user):
+        if limit is None:
+            return Q()
+        sites = Site.objects.filter(code__in=limit)
+    else:
+        sites = sites_visible_to(user).filter(pk__in=led_site_ids(user))
+    members = live_memberships().filter(site__in=sites).values("user_id")
     return Q(**{field: user.pk}) | Q(**{f"{field}__in": members})
 
 
@@ -107,7 +116,7 @@ def records_visible_to(user: Any) -> QuerySet[TrainingRecord]:
     qs = TrainingRecord.objects.select_related(
         "user", "item", "procedure_version__procedure", "trainer", "signature"
     )
-    return qs if sees_all_training(user) else qs.filter(_people_q(user, "user_id"))
+    return qs.filter(_people_q(user, "user_id"))
 
 
 def assignments_visible_to(user: Any) -> QuerySet[Assignment]:
@@ -116,7 +125,7 @@ def assignments_visible_to(user: Any) -> QuerySet[Assignment]:
     qs = Assignment.objects.select_related(
         "user", "item", "procedure_version__procedure", "site", "record"
     )
-    return qs if sees_all_training(user) else qs.filter(_people_q(user, "user_id"))
+    return qs.filter(_people_q(user, "user_id"))
 
 
 def curricula_visible_to(user: Any) -> QuerySet[Curriculum]:
@@ -182,7 +191,7 @@ class AssignmentFact:
     due_on: dt.date
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Cell:
     """Whether one person holds one item at one moment, and why."""
 
@@ -245,6 +254,13 @@ class _Facts:
     upcoming: dict[int, ProcedureVersion]  # procedure id -> issued, not yet in force
     records: dict[tuple[int, int], list[RecordFact]]  # (user, item) -> newest first
     assignments: dict[tuple[int, int], AssignmentFact]  # (user, item) -> open assignment
+    today: dt.date = dataclasses.field(default_factory=timezone.localdate)
+    soon: dt.timedelta = dataclasses.field(
+        default_factory=lambda: dt.timedelta(days=due_soon_days())
+    )
+    in_force: dict[tuple[int, dt.datetime], ProcedureVersion | None] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 def _load(
@@ -330,37 +346,57 @@ def _required_items(
 
 
 def _in_force(facts: _Facts, procedure_id: int, at: dt.datetime) -> ProcedureVersion | None:
-    for version in reversed(facts.versions.get(procedure_id, [])):
-        assert version.effective_at is not None  # noqa: S101  (only versions in force are kept)
-        if version.effective_at <= at and (
-            version.superseded_at is None or version.superseded_at > at
-        ):
-            return version
-    return None
+    key = (procedure_id, at)
+    if key not in facts.in_force:
+        found = None
+        for version in reversed(facts.versions.get(procedure_id, [])):
+            assert version.effective_at is not None  # noqa: S101  (only versions in force are kept)
+            if version.effective_at <= at and (
+                version.superseded_at is None or version.superseded_at > at
+            ):
+                found = version
+                break
+        facts.in_force[key] = found
+    return facts.in_force[key]
 
 
 def _evaluate(
     facts: _Facts, *, user_id: int, item: TrainingItem, at: dt.datetime, now: bool
 ) -> Cell:
     """The state of one item for one person at `at`. `now` adds what only the present knows:
-    open assignments (overdue) and versions coming into force (due soon)."""
-    assignment = facts.assignments.get((user_id, item.pk)) if now else None
+    open assignments (overdue) and versions coming into force (due soon). Runs once per matrix
+    cell, so it walks the person's records for the item once, newest first."""
+    key = (user_id, item.pk)
+    assignment = facts.assignments.get(key) if now else None
     required_version: ProcedureVersion | None = None
     upcoming: ProcedureVersion | None = None
+    floor: int | None = None
     if item.procedure_id:
         required_version = _in_force(facts, item.procedure_id, at)
         upcoming = facts.upcoming.get(item.procedure_id) if now else None
-    history = [r for r in facts.records.get((user_id, item.pk), []) if r.completed_at <= at]
-    passed = [r for r in history if r.passed]
-    if item.procedure_id:
         needed = required_version or upcoming
         if needed is None:
             return Cell(item, CellState.NOT_REQUIRED, "no version issued yet")
-        passed = [r for r in passed if r.version is not None and r.version >= needed.number]
-    valid = next((r for r in passed if r.expires_at is None or r.expires_at > at), None)
-    soon = at + dt.timedelta(days=due_soon_days())
+        floor = needed.number
+    valid = expired = latest = older = None
+    for record in facts.records.get(key, ()):
+        if record.completed_at > at:
+            continue
+        if latest is None:
+            latest = record
+        if record.result == AssessmentResult.NOT_YET_COMPETENT:
+            continue
+        if older is None and record.version is not None:
+            older = record
+        if floor is not None and (record.version is None or record.version < floor):
+            continue
+        if record.expires_at is None or record.expires_at > at:
+            valid = record
+            break
+        if expired is None:
+            expired = record
     if valid is not None:
-        if valid.expires_at is not None and valid.expires_at <= soon:
+        if valid.expires_at is not None and valid.expires_at <= at + facts.soon:
             return Cell(
                 item, CellState.DUE_SOON, f"expires {_date(valid.expires_at)}", valid, assignment
             )
@@ -377,33 +413,30 @@ def _evaluate(
                 assignment,
             )
         return Cell(item, CellState.CURRENT, "", valid, assignment)
-    if item.procedure_id and required_version is None:
+    if item.procedure_id and required_version is None and upcoming is not None:
         # Only an upcoming version exists: not needed yet, but due.
         return Cell(
             item,
             CellState.DUE_SOON,
-            f"v{upcoming.number if upcoming else '?'} in force from "
-            f"{_date(upcoming.effective_on) if upcoming else '—'}",
+            f"v{upcoming.number} in force from {_date(upcoming.effective_on)}",
             None,
             assignment,
         )
-    overdue = assignment is not None and assignment.due_on < timezone.localdate()
-    expired = next((r for r in passed if r.expires_at is not None and r.expires_at <= at), None)
     if expired is not None:
-        assert expired.expires_at is not None  # noqa: S101
+        assert expired.expires_at is not None  # noqa: S101  (that is what made it expired)
         return Cell(
             item, CellState.OVERDUE, f"expired {_date(expired.expires_at)}", expired, assignment
         )
-    older = next((r for r in history if r.passed and r.version is not None), None)
     if older is not None and required_version is not None:
         detail = f"read v{older.version}; v{required_version.number} in force"
-    elif history and not history[0].passed:
-        detail = f"not yet competent ({_date(history[0].completed_at)})"
+    elif latest is not None and latest.result == AssessmentResult.NOT_YET_COMPETENT:
+        detail = f"not yet competent ({_date(latest.completed_at)})"
     else:
         detail = "never completed"
-    if overdue and assignment is not None:
-        detail += f", due {_date(assignment.due_on)}"
-        return Cell(item, CellState.OVERDUE, detail, None, assignment)
+    if assignment is not None and assignment.due_on < facts.today:
+        return Cell(
+            item, CellState.OVERDUE, f"{detail}, due {_date(assignment.due_on)}", None, assignment
+        )
     return Cell(item, CellState.MISSING, detail, None, assignment)
 
 
