@@ -276,14 +276,18 @@ def _load(
     roles = sorted(set(roles))
     concrete_sites = sorted({s for s in site_ids if s is not None})
     accountability = accountability_item()
-    requirements = list(
-        Requirement.objects.filter(
-            Q(curriculum__site__isnull=True) | Q(curriculum__site_id__in=concrete_sites),
-            curriculum__role__in=roles,
-            created_at__lte=until,
+    requirements = (
+        list(
+            Requirement.objects.filter(
+                Q(curriculum__site__isnull=True) | Q(curriculum__site_id__in=concrete_sites),
+                curriculum__role__in=roles,
+                created_at__lte=until,
+            )
+            .select_related("item", "curriculum")
+            .order_by("item__code", "id")
         )
-        .select_related("item", "curriculum")
-        .order_by("item__code", "id")
+        if roles
+        else []
     )
     items = {r.item_id: r.item for r in requirements}
     if accountability is not None:

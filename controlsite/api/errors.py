@@ -104,17 +104,17 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             body["extra"] = exc.extra
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE)
     if isinstance(exc, ProtectedError):
-        exc = exceptions.APIException("The record is referenced by others and cannot be removed.")
+        exc = exceptions.APIException(
+            "The record is referenced by others and cannot be removed.", code="protected"
+        )
         exc.status_code = status.HTTP_409_CONFLICT
-        exc.default_code = "protected"
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found, or not visible to you.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
-        exc = exceptions.APIException("The request body is too large.")
+        exc = exceptions.APIException("The request body is too large.", code="payload_too_large")
         exc.status_code = 413
-        exc.default_code = "payload_too_large"
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages
@@ -143,7 +143,7 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     code = _first_code(exc.get_codes())
     status_code = exc.status_code
     if isinstance(exc, exceptions.ParseError):
-        code = "malformed_json"
+        code = "malformed_json" if "JSON" in str(exc.detail) else "malformed_body"
     elif isinstance(exc, exceptions.NotAuthenticated):
         code = "not_authenticated"
     body = problem(status_code, code, without_nul(str(exc.detail)))

@@ -75,7 +75,7 @@ def place_of(p: Persona) -> Place:
     if place is not None:
         return place
     qa, trainer, lead, operator = p("qa"), p("trainer"), p("site_lead"), p("operator")
-    site = make_site(qa, "LDS1", SiteStatus.ACTIVE)
+    site = make_site(qa, "LDS1")
     for user, role in ((lead, SiteRole.SITE_LEAD), (operator, SiteRole.SITE_OPERATOR)):
         site_services.membership_add(actor=qa, site=site, user=user, role=role, reason="joins")
     procedure = make_procedure(qa)
