@@ -491,25 +491,29 @@ def user_is_qualified(
     return qualifications([QualificationQuery(user, site, role, at)])[0]
 
 
-def user_holds(user: Any, items: Sequence[TrainingItem]) -> dict[int, bool]:
-    """For each item, whether this person holds it now (current or due soon)."""
-    now = timezone.now()
-    facts = _load(user_ids=[user.pk], roles=[], site_ids=[], until=now, extra_items=items)
-    return {
-        item.pk: _evaluate(facts, user_id=user.pk, item=item, at=now, now=False).state
-        in QUALIFYING_STATES
-        for item in items
-    }
-
-
 def accountability_gap(user: Any, at: dt.datetime | None = None) -> Gap | None:
     """What stops this person signing anything at all: the accountability item, not held
-    (21 CFR 11.10(j); TR-07). None when they hold it, or when no such item is defined."""
-    facts = _load(user_ids=[user.pk], roles=[], site_ids=[], until=at or timezone.now())
+    (21 CFR 11.10(j); TR-07). None when they hold it, or when no such item is defined. Asked
+    before every signature, so the usual answer (they hold it) is one query."""
+    moment = at or timezone.now()
+    held = (
+        TrainingRecord.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=moment),
+            user_id=user.pk,
+            item__kind=ItemKind.ACCOUNTABILITY,
+            item__active=True,
+            completed_at__lte=moment,
+        )
+        .exclude(result=AssessmentResult.NOT_YET_COMPETENT)
+        .exists()
+    )
+    if held:
+        return None
+    facts = _load(user_ids=[user.pk], roles=[], site_ids=[], until=moment)
     item = facts.accountability
     if item is None:
         return None
-    cell = _evaluate(facts, user_id=user.pk, item=item, at=at or timezone.now(), now=False)
+    cell = _evaluate(facts, user_id=user.pk, item=item, at=moment, now=False)
     return None if cell.qualifies else Gap(item, cell.state, cell.detail)
 
 
@@ -533,12 +537,20 @@ def roles_of(user: Any) -> dict[str, set[int | None]]:
 def required_now(user: Any) -> dict[int, tuple[TrainingItem, int | None]]:
     """Every item this person needs now across their roles and sites, with a site that asks
     for it (for escalation), accountability included when they may sign."""
-    held = roles_of(user)
+    return needs_now(user)[0]
+
+
+def needs_now(
+    user: Any,
+) -> tuple[dict[int, tuple[TrainingItem, int | None]], dict[int, bool]]:
+    """`required_now`, and for each needed item whether the person holds it now (current or
+    due soon), from one read of the database."""
+    held_roles = roles_of(user)
     now = timezone.now()
-    sites = {s for ids in held.values() for s in ids}
-    facts = _load(user_ids=[user.pk], roles=list(held), site_ids=sites, until=now)
+    sites = {s for ids in held_roles.values() for s in ids}
+    facts = _load(user_ids=[user.pk], roles=list(held_roles), site_ids=sites, until=now)
     needed: dict[int, tuple[TrainingItem, int | None]] = {}
-    for role, site_ids in held.items():
+    for role, site_ids in held_roles.items():
         for site_id in sorted(site_ids, key=lambda s: (s is None, s or 0)):
             for pk, item in _required_items(facts, roles=[role], site_id=site_id, at=now).items():
                 if pk not in needed or (needed[pk][1] is None and site_id is not None):
@@ -548,7 +560,12 @@ def required_now(user: Any) -> dict[int, tuple[TrainingItem, int | None]]:
             needed.setdefault(facts.accountability.pk, (facts.accountability, None))
         else:
             needed.pop(facts.accountability.pk, None)
-    return needed
+    holds = {
+        pk: _evaluate(facts, user_id=user.pk, item=item, at=now, now=False).state
+        in QUALIFYING_STATES
+        for pk, (item, _) in needed.items()
+    }
+    return needed, holds
 
 
 @dataclasses.dataclass(frozen=True)

@@ -620,7 +620,7 @@ def assignments_reconcile(user: User, *, cause: str, actor: User | None = None) 
     hold, and withdraw open ones no longer needed (a trainer's own assignments stay).
     Idempotent: a second call changes nothing."""
     permissions.forget_roles(user)
-    needed = selectors.required_now(user) if user.is_active else {}
+    needed, held = selectors.needs_now(user) if user.is_active else ({}, {})
     today = _today()
     created: list[Assignment] = []
     with transaction.atomic():
@@ -633,7 +633,6 @@ def assignments_reconcile(user: User, *, cause: str, actor: User | None = None) 
                 _assignment_withdraw(assignment, actor=actor, reason="no longer required")
         if not needed:
             return created
-        held = selectors.user_holds(user, [item for item, _ in needed.values()])
         for pk, (item, site_id) in needed.items():
             if held.get(pk):
                 continue
