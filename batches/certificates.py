@@ -38,6 +38,7 @@ from controlsite.audit.context import audit_context
 from controlsite.audit.services import audit_event_record
 from controlsite.background.tasks import enqueue_on_commit
 from controlsite.errors import ConflictError, PermissionRefusedError
+from controlsite.files import stored_sha256
 from masterfile import pdf
 from masterfile.choices import ExportStatus
 from masterfile.exports import read_only_snapshot
@@ -174,11 +175,7 @@ def certificate_download_record(*, actor: User, certificate: BatchCertificate) -
             "downloaded once it is done.",
             code="certificate_not_ready",
         )
-    digest = hashlib.sha256()  # I/O: outside the transaction
-    with default_storage.open(stored_name, "rb") as stored:
-        for chunk in iter(lambda: stored.read(1024 * 1024), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != visible.sha256:
+    if stored_sha256(stored_name) != visible.sha256:  # I/O: outside the transaction
         raise ConflictError(
             f"The stored file of certificate {visible.pk} no longer matches its recorded "
             "SHA-256; it is not handed out. Tell QA.",

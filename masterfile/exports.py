@@ -40,6 +40,7 @@ from controlsite.audit.context import audit_context
 from controlsite.audit.services import audit_event_record
 from controlsite.background.tasks import enqueue_on_commit
 from controlsite.errors import ConflictError, PermissionRefusedError
+from controlsite.files import stored_sha256
 from masterfile import pdf
 from masterfile.choices import ExportStatus
 from masterfile.events import MasterFileEvent
@@ -249,11 +250,7 @@ def export_download_record(*, actor: User, export: MasterFileExport) -> None:
             code="export_not_ready",
         )
     # Read outside the transaction: hashing a file is I/O, not something to hold a lock for.
-    digest = hashlib.sha256()
-    with default_storage.open(stored_name, "rb") as stored:
-        for chunk in iter(lambda: stored.read(1024 * 1024), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != visible.sha256:
+    if stored_sha256(stored_name) != visible.sha256:
         raise ConflictError(
             f"The stored file of export {visible.pk} no longer matches its recorded SHA-256; "
             "it is not handed out. Export the version again and tell QA.",

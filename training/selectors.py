@@ -25,6 +25,8 @@ from controlsite.accounts import permissions
 from controlsite.accounts.models import RoleGrant, User
 from controlsite.accounts.roles import Capability, Role
 from controlsite.accounts.scope import token_site_limit
+from controlsite.errors import ConflictError
+from controlsite.files import stored_sha256
 from sites.choices import SiteRole
 from sites.models import Site
 from sites.selectors import live_memberships, sites_visible_to
@@ -152,6 +154,24 @@ def items_visible_to(user: Any) -> QuerySet[TrainingItem]:
 
 def version_in_force(procedure: Procedure) -> ProcedureVersion | None:
     return procedure.versions.filter(status=VersionStatus.EFFECTIVE).first()
+
+
+def version_file_checked(version: ProcedureVersion) -> str:
+    """The stored file's name, once its bytes are checked against the SHA-256 QA signed: a
+    file that changed or went missing is never handed out (409; DI-07)."""
+    name = version.file.name or ""
+    try:
+        digest = stored_sha256(name, version.file.storage) if name else ""
+    except OSError as exc:
+        raise ConflictError(
+            f"The file of {version} cannot be read; tell Control Site QA.", code="file_missing"
+        ) from exc
+    if digest != version.file_sha256:
+        raise ConflictError(
+            f"The stored file of {version} does not match its SHA-256; tell Control Site QA.",
+            code="file_mismatch",
+        )
+    return name
 
 
 def accountability_item() -> TrainingItem | None:

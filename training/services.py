@@ -128,6 +128,15 @@ def _versions(item: TrainingItem) -> Any:
     return ProcedureVersion.objects.filter(procedure_id=item.procedure_id or 0)
 
 
+def _due_on(item: TrainingItem, version: ProcedureVersion | None) -> dt.date:
+    """When an assignment falls due: on a version's effective date when it comes into force
+    later, else the item's days allowed from today."""
+    today = _today()
+    if version is not None and version.effective_on > today:
+        return version.effective_on
+    return today + dt.timedelta(days=item.due_days)
+
+
 def _expiry(item: TrainingItem, completed_at: dt.datetime) -> dt.datetime | None:
     if not item.validity_months:
         return None
@@ -207,44 +216,52 @@ def procedure_version_issue(
     if upload is None:
         raise ApplicationError("Attach the procedure's file.", code="file_required")
     sha = evidence_check(upload)
-    with signing_transaction(), audit_context(reason=reason or "version issued", user=actor):
-        locked = Procedure.objects.select_for_update().get(pk=procedure.pk)
-        pending = locked.versions.filter(status=VersionStatus.ISSUED).first()
-        if pending is not None:
-            raise ConflictError(
-                f"{pending} is issued and not yet in force: withdraw or wait for it first.",
-                code="version_pending",
+    stored: list[str] = []  # the file written, removed again if nothing is committed
+    try:
+        with signing_transaction(), audit_context(reason=reason or "version issued", user=actor):
+            locked = Procedure.objects.select_for_update().get(pk=procedure.pk)
+            pending = locked.versions.filter(status=VersionStatus.ISSUED).first()
+            if pending is not None:
+                raise ConflictError(
+                    f"{pending} is issued and not yet in force: withdraw or wait for it first.",
+                    code="version_pending",
+                )
+            last = locked.versions.order_by("-number").first()
+            version = ProcedureVersion(
+                procedure=locked,
+                number=(last.number + 1) if last else 1,
+                effective_on=effective_on,
+                change_summary=change_summary,
+                file_sha256=sha,
+                created_by=actor,
             )
-        last = locked.versions.order_by("-number").first()
-        version = ProcedureVersion(
-            procedure=locked,
-            number=(last.number + 1) if last else 1,
-            effective_on=effective_on,
-            change_summary=change_summary,
-            file_sha256=sha,
-            created_by=actor,
-        )
-        version.file.save(upload.name or "procedure", upload, save=False)
-        version.save()
-        version.approval_signature = sign(
-            signer=actor,
-            credentials=credentials,
-            record=version,
-            meaning=SignatureMeaning.APPROVED,
-            reason=(reason or f"{version} issued").strip(),
-        )
-        version.save(update_fields=["approval_signature", "updated_at"])
-        audit_event_record(
-            event_type=TrainingEvent.VERSION_ISSUED,
-            actor=actor,
-            target=version,
-            reason=reason or f"{version} issued",
-            signature=version.approval_signature,
-            extra={"effective_on": effective_on, "sha256": sha},
-        )
-        if effective_on <= _today():
-            _bring_into_force(version, actor=actor)
-        _assign_version(version, actor=actor)
+            version.file.save(upload.name or "procedure", upload, save=False)
+            stored.append(version.file.name or "")
+            version.save()
+            version.approval_signature = sign(
+                signer=actor,
+                credentials=credentials,
+                record=version,
+                meaning=SignatureMeaning.APPROVED,
+                reason=(reason or f"{version} issued").strip(),
+            )
+            version.save(update_fields=["approval_signature", "updated_at"])
+            audit_event_record(
+                event_type=TrainingEvent.VERSION_ISSUED,
+                actor=actor,
+                target=version,
+                reason=reason or f"{version} issued",
+                signature=version.approval_signature,
+                extra={"effective_on": effective_on, "sha256": sha},
+            )
+            if effective_on <= _today():
+                _bring_into_force(version, actor=actor)
+            _assign_version(version, actor=actor)
+    except BaseException:
+        storage = ProcedureVersion._meta.get_field("file").storage
+        for name in filter(None, stored):
+            storage.delete(name)
+        raise
     return version
 
 
@@ -295,9 +312,7 @@ def _assign_version(version: ProcedureVersion, *, actor: User | None) -> None:
     item = TrainingItem.objects.get(procedure_id=version.procedure_id)
     if not item.active:
         return
-    due_on = max(version.effective_on, _today() + dt.timedelta(days=item.due_days))
-    if version.effective_on > _today():
-        due_on = version.effective_on
+    due_on = _due_on(item, version)
     people: dict[int, tuple[User, Site | None]] = {}
     for requirement in Requirement.objects.filter(
         item=item, removed_at__isnull=True
@@ -621,7 +636,6 @@ def assignments_reconcile(user: User, *, cause: str, actor: User | None = None) 
     Idempotent: a second call changes nothing."""
     permissions.forget_roles(user)
     needed, held = selectors.needs_now(user) if user.is_active else ({}, {})
-    today = _today()
     created: list[Assignment] = []
     with transaction.atomic():
         for assignment in (
@@ -633,6 +647,7 @@ def assignments_reconcile(user: User, *, cause: str, actor: User | None = None) 
                 _assignment_withdraw(assignment, actor=actor, reason="no longer required")
         if not needed:
             return created
+        sites = Site.objects.in_bulk({site_id for _, site_id in needed.values() if site_id})
         for pk, (item, site_id) in needed.items():
             if held.get(pk):
                 continue
@@ -646,14 +661,12 @@ def assignments_reconcile(user: User, *, cause: str, actor: User | None = None) 
                 )
                 if version is None:
                     continue
-            due_on = today + dt.timedelta(days=item.due_days)
-            if version is not None and version.effective_on > due_on:
-                due_on = version.effective_on
+            due_on = _due_on(item, version)
             opened = _assignment_open(
                 user=user,
                 item=item,
                 version=version,
-                site=Site.objects.filter(pk=site_id).first() if site_id else None,
+                site=sites.get(site_id) if site_id else None,
                 cause=cause,
                 due_on=due_on,
                 actor=actor,

@@ -578,3 +578,24 @@ def test_every_signature_in_the_system_asks_for_accountability(world):
     )
     assert "DI-ESIG" in refused.message
     assert not Site.objects.filter(code="NEW1", status=SiteStatus.ACTIVE).exists()
+
+
+def test_a_refused_signature_leaves_no_version_and_no_file(world, settings, tmp_path):
+    """The upload is written inside the signing transaction; when the signature is refused the
+    transaction rolls back and the stored file is removed with it."""
+    settings.MEDIA_ROOT = tmp_path
+    procedure = make_procedure(world.qa)
+    _refused(
+        lambda: services.procedure_version_issue(
+            actor=world.qa,
+            procedure=procedure,
+            effective_on=timezone.localdate(),
+            change_summary="text",
+            upload=sop_file(),
+            credentials=dataclasses.replace(signing(world.qa), password="wrong"),
+        ),
+        422,
+        "wrong_password",
+    )
+    assert not ProcedureVersion.objects.exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

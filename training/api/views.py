@@ -14,7 +14,6 @@ says. `Idempotency-Key` on any POST makes an integrator's retry replay the first
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import mimetypes
 import posixpath
 from collections.abc import Mapping
@@ -177,19 +176,6 @@ class AnyFileRenderer(renderers.BaseRenderer):
         if isinstance(data, bytes):
             return data
         return renderers.JSONRenderer().render(data)
-
-
-def _file_sha256(version: ProcedureVersion) -> str:
-    digest = hashlib.sha256()
-    try:
-        with version.file.storage.open(version.file.name or "", "rb") as handle:
-            for chunk in iter(lambda: handle.read(64 * 1024), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise ConflictError(
-            f"The file of {version} cannot be read; tell Control Site QA.", code="file_missing"
-        ) from exc
-    return digest.hexdigest()
 
 
 #
@@ -410,14 +396,10 @@ class ProcedureVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, 
     )
     def file(self, request: Request, pk: str | None = None) -> FileResponse:
         version = self.get_object()
-        if _file_sha256(version) != version.file_sha256:
-            raise ConflictError(
-                f"The stored file of {version} does not match its SHA-256; tell Control Site QA.",
-                code="file_mismatch",
-            )
-        name = posixpath.basename(version.file.name or "")
+        stored = selectors.version_file_checked(version)
+        name = posixpath.basename(stored)
         response = FileResponse(
-            version.file.storage.open(version.file.name or "", "rb"),
+            version.file.storage.open(stored, "rb"),
             as_attachment=True,
             filename=name,
             content_type=mimetypes.guess_type(name)[0] or "application/octet-stream",

@@ -9,13 +9,14 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Prefetch
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from controlsite.accounts import permissions
 from controlsite.accounts.http import request_user
 from controlsite.accounts.roles import Capability
+from controlsite.errors import ConflictError
 from controlsite.signatures.models import SignatureMeaning
 from training import selectors, services
 from training.choices import VERSION_BADGE, VersionStatus
@@ -198,11 +199,16 @@ def version_issue(request: HttpRequest, number: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def version_file(request: HttpRequest, number: str, version: int) -> FileResponse:
+def version_file(request: HttpRequest, number: str, version: int) -> HttpResponseBase:
     """A version's file, to whoever may read the register (never served from /media/)."""
     procedure = _procedure_or_404(request, number)
     found = procedure.versions.filter(number=version).first()
     if found is None or not found.file:
         raise Http404("No such version")
-    name = (found.file.name or "procedure").rsplit("/", 1)[-1]
-    return FileResponse(found.file.open("rb"), as_attachment=False, filename=name)
+    try:
+        stored = selectors.version_file_checked(found)  # a changed or missing file is refused
+    except ConflictError as exc:
+        messages.error(request, exc.message)
+        return redirect("training:procedure-detail", number=procedure.number)
+    name = stored.rsplit("/", 1)[-1] or "procedure"
+    return FileResponse(found.file.storage.open(stored, "rb"), as_attachment=False, filename=name)
