@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
-    CONTROLSITE_ENV=production
+    CONTROLSITE_ENV=production \
+    MPLCONFIGDIR=/tmp/matplotlib
 
 # WeasyPrint's native libraries (Pango, HarfBuzz subsetting) and a font for the PDFs.
 RUN apt-get update \

@@ -12,9 +12,12 @@ class BatchesConfig(AppConfig):
 
     def ready(self) -> None:
         from batches import gates as batch_gates
+        from batches.comparability.demo import load_demo_comparability
         from batches.demo import load_demo_batches
         from batches.events import LABELS, WEBHOOK_DESCRIPTIONS
+        from batches.oversight import register_oversight
         from batches.panels import batches_panel
+        from batches.report import register_report_sections
         from controlsite import dashboard, demo, gates
         from controlsite.audit.events import register_event_labels
         from controlsite.webhooks.registry import register_event_type
@@ -33,3 +36,8 @@ class BatchesConfig(AppConfig):
             )
         )
         demo.register(demo.DemoLoader("batches", load_demo_batches, order=30))
+        register_report_sections()
+        # After the batches (templates, staffing), before deviations (which opens the
+        # deviations the comparability signals ask for).
+        demo.register(demo.DemoLoader("comparability", load_demo_comparability, order=35))
+        register_oversight()

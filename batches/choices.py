@@ -143,3 +143,69 @@ VALUE_MAX_DIGITS = 18
 VALUE_DECIMAL_PLACES = 6
 # Daily sequence per site: <SITE>-<YYMMDD>-<NNN> (BR-12).
 SEQUENCE_MAX = 999
+
+
+#
+# Comparability across sites (issue 8; SO-08, SO-09)
+#
+
+
+class LimitBasis(models.TextChoices):
+    """Where a CQA's reference limits come from, chosen per CQA when QA approves them."""
+
+    VERIFICATION = "verification", _("Reference site's verification batches (mean ± 3 SD)")
+    SPECIFICATION = "specification", _("Specification")
+
+
+class LimitStatus(models.TextChoices):
+    """Approved limits stay in force until QA approves new ones for the same CQA."""
+
+    ACTIVE = "active", _("In force")
+    SUPERSEDED = "superseded", _("Superseded")
+
+
+class CheckStatus(models.TextChoices):
+    """The annual comparability check of one site (SO-09): scheduled with a due date, the
+    paired results of split starting material recorded, then reviewed and signed by QA."""
+
+    SCHEDULED = "scheduled", _("Scheduled")
+    RECORDED = "recorded", _("Results recorded")
+    REVIEWED = "reviewed", _("Reviewed")
+    CANCELLED = "cancelled", _("Cancelled")
+
+
+CHECK_TRANSITIONS: dict[CheckStatus, frozenset[CheckStatus]] = {
+    CheckStatus.SCHEDULED: frozenset({CheckStatus.RECORDED, CheckStatus.CANCELLED}),
+    CheckStatus.RECORDED: frozenset({CheckStatus.REVIEWED, CheckStatus.CANCELLED}),
+    CheckStatus.REVIEWED: frozenset(),
+    CheckStatus.CANCELLED: frozenset(),
+}
+CHECK_OPEN = frozenset({CheckStatus.SCHEDULED, CheckStatus.RECORDED})
+CHECK_BADGE: dict[str, str] = {
+    CheckStatus.SCHEDULED: "info",
+    CheckStatus.RECORDED: "warn",
+    CheckStatus.REVIEWED: "ok",
+    CheckStatus.CANCELLED: "muted",
+}
+
+
+class ComparabilitySignalKind(models.TextChoices):
+    """Rows of the comparability outbox for the deviations app (design §2): each opens one
+    deviation, however often the data are evaluated."""
+
+    RUN_RULE = "run_rule", _("Control chart run-rule break")
+    EQUIVALENCE = "equivalence", _("Equivalence with the reference site not shown")
+    ANNUAL_CHECK = "annual_check", _("Annual comparability check not comparable")
+
+
+VERDICT_BADGE: dict[str, str] = {
+    "comparable": "ok",
+    "not_shown": "danger",
+    "too_little_data": "muted",
+}
+
+# Limits stated to users and integrators.
+CHECK_PAIRS_MAX = 200
+LIMIT_BATCHES_MIN = 3
+LIMIT_BATCHES_MAX = 100
+CHECK_INTERVAL_DAYS = 365

@@ -36,6 +36,18 @@ class CertificateEvent(StrEnum):
     DOWNLOADED = "batches.certificate_downloaded"
 
 
+class ComparabilityEvent(StrEnum):
+    """Audit event types of cross-site comparability (issue 8; SO-08, SO-09)."""
+
+    LIMITS_APPROVED = "batches.reference_limits_approved"
+    LIMITS_SUPERSEDED = "batches.reference_limits_superseded"
+    SIGNAL_RAISED = "batches.comparability_signal"
+    CHECK_SCHEDULED = "batches.comparability_check_scheduled"
+    CHECK_RECORDED = "batches.comparability_check_recorded"
+    CHECK_REVIEWED = "batches.comparability_check_reviewed"
+    CHECK_CANCELLED = "batches.comparability_check_cancelled"
+
+
 LABELS: dict[str, str] = {
     BatchEvent.TEMPLATE_CREATED: "Batch template drafted",
     BatchEvent.TEMPLATE_CHANGED: "Batch template changed",
@@ -60,6 +72,13 @@ LABELS: dict[str, str] = {
     CertificateEvent.FAILED: "Batch certificate failed",
     CertificateEvent.RETRIED: "Batch certificate retried",
     CertificateEvent.DOWNLOADED: "Batch certificate downloaded",
+    ComparabilityEvent.LIMITS_APPROVED: "Reference limits approved",
+    ComparabilityEvent.LIMITS_SUPERSEDED: "Reference limits superseded",
+    ComparabilityEvent.SIGNAL_RAISED: "Comparability signal raised",
+    ComparabilityEvent.CHECK_SCHEDULED: "Comparability check scheduled",
+    ComparabilityEvent.CHECK_RECORDED: "Comparability check results recorded",
+    ComparabilityEvent.CHECK_REVIEWED: "Comparability check reviewed",
+    ComparabilityEvent.CHECK_CANCELLED: "Comparability check cancelled",
 }
 
 

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from batches.choices import (
     BATCH_BADGE,
+    CHECK_BADGE,
     COI_MAX,
     INSTRUCTION_MAX,
     JUSTIFICATION_MAX,
@@ -27,7 +28,11 @@ from batches.choices import (
     VALUE_DECIMAL_PLACES,
     VALUE_MAX_DIGITS,
     BatchStatus,
+    CheckStatus,
+    ComparabilitySignalKind,
     Decision,
+    LimitBasis,
+    LimitStatus,
     SignalKind,
     SpecificationTiming,
     StepRole,
@@ -682,3 +687,302 @@ class BatchCertificate(TimeStampedModel):
     @property
     def status_badge(self) -> str:
         return EXPORT_BADGE[ExportStatus(self.status)]
+
+
+#
+# Comparability across sites (issue 8; SO-08, SO-09)
+#
+
+
+class ReferenceLimit(TimeStampedModel):
+    """The reference site's validated limits for one CQA of a product, approved by Control Site
+    QA with an e-signature (SO-09). They are fixed at approval — from the reference site's
+    verification batches (mean ± 3 SD) or from the specification — and stay in force until QA
+    approves new ones; they are never recomputed from the data on a page.
+
+    `sigma` is the spread the run rules measure against: the verification batches' SD, or a
+    sixth of the specification's width. `margin` is the equivalence margin for the two
+    one-sided tests: a site is comparable when the 90 % confidence interval of its mean
+    difference from the reference site lies within ± margin.
+    """
+
+    product = models.ForeignKey(
+        Product, verbose_name=_("product"), on_delete=models.PROTECT, related_name="+"
+    )
+    key = models.CharField(_("CQA key"), max_length=40, validators=[key_validator])
+    name = models.CharField(_("CQA"), max_length=NAME_MAX)
+    unit = models.CharField(_("unit"), max_length=UNIT_MAX, blank=True)
+    reference_site = models.ForeignKey(
+        Site, verbose_name=_("reference site"), on_delete=models.PROTECT, related_name="+"
+    )
+    basis = models.CharField(_("basis"), max_length=16, choices=LimitBasis.choices)
+    centre = _value_field(_("centre line"))
+    lower = _value_field(_("lower limit"))
+    upper = _value_field(_("upper limit"))
+    sigma = _value_field(_("sigma"))
+    margin = _value_field(_("equivalence margin"))
+    n = models.PositiveIntegerField(_("verification results"), default=0)
+    source_batches = models.JSONField(
+        _("verification batches"), default=list, blank=True, help_text=_("Batch numbers.")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=LimitStatus.choices, default=LimitStatus.ACTIVE
+    )
+    approved_at = models.DateTimeField(_("approved at"))
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("approved by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    approval_signature = models.ForeignKey(
+        "controlsite.ElectronicSignature",
+        verbose_name=_("approval signature"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    superseded_at = models.DateTimeField(_("superseded at"), null=True, blank=True)
+
+    history = RegulatedHistory()
+
+    class Meta:
+        verbose_name = _("reference limit")
+        verbose_name_plural = _("reference limits")
+        ordering = ["product", "key", "-approved_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "key"],
+                condition=Q(status=LimitStatus.ACTIVE),
+                name="reference_limit_one_active",
+            ),
+            models.CheckConstraint(
+                condition=Q(lower__lt=models.F("upper")), name="reference_limit_lower_below_upper"
+            ),
+            models.CheckConstraint(
+                condition=Q(margin__gt=0), name="reference_limit_margin_positive"
+            ),
+            models.CheckConstraint(condition=Q(sigma__gt=0), name="reference_limit_sigma_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.limits_label}"
+
+    @property
+    def limits_label(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{_decimal(self.lower)}–{_decimal(self.upper)}{unit}"
+
+    def signature_content(self) -> dict[str, Any]:
+        """What QA approves: the limits, their basis and the margin — not the status."""
+        return {
+            "product": self.product_id,
+            "key": self.key,
+            "reference_site": self.reference_site_id,
+            "basis": self.basis,
+            "centre": _decimal(self.centre),
+            "lower": _decimal(self.lower),
+            "upper": _decimal(self.upper),
+            "sigma": _decimal(self.sigma),
+            "margin": _decimal(self.margin),
+            "n": self.n,
+            "source_batches": self.source_batches,
+        }
+
+
+class ComparabilitySnapshot(models.Model):
+    """The last evaluation of one site against the limits in force (not a GMP record: it is
+    recomputed from the results by `comparability_evaluate`). The dashboard reads it, so it
+    stays cheap over 200 sites."""
+
+    limit = models.ForeignKey(ReferenceLimit, on_delete=models.CASCADE, related_name="snapshots")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    n = models.PositiveIntegerField(default=0)
+    mean = models.FloatField(null=True, blank=True)
+    sd = models.FloatField(null=True, blank=True)
+    verdict = models.CharField(max_length=16)
+    equivalence = models.JSONField(default=dict)
+    rule_breaks = models.PositiveIntegerField(default=0)
+    last_result_at = models.DateTimeField(null=True, blank=True)
+    evaluated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["limit", "site"], name="comparability_snapshot_unique")
+        ]
+        indexes = [models.Index(fields=["site", "verdict"], name="comparability_snap_site")]
+
+    def __str__(self) -> str:
+        return f"{self.limit.key} at {self.site_id}: {self.verdict}"
+
+
+class ComparabilityCheck(TimeStampedModel):
+    """The annual comparability check of one site for one product (SO-09): starting material
+    split between the reference site and this site, the paired results recorded, the
+    statistics computed, and QA's review signed. One open check per product and site."""
+
+    product = models.ForeignKey(
+        Product, verbose_name=_("product"), on_delete=models.PROTECT, related_name="+"
+    )
+    site = models.ForeignKey(
+        Site, verbose_name=_("site"), on_delete=models.PROTECT, related_name="+"
+    )
+    reference_site = models.ForeignKey(
+        Site, verbose_name=_("reference site"), on_delete=models.PROTECT, related_name="+"
+    )
+    due_on = models.DateField(_("due on"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=CheckStatus.choices, default=CheckStatus.SCHEDULED
+    )
+    material = models.CharField(_("split starting material"), max_length=NAME_MAX, blank=True)
+    recorded_at = models.DateTimeField(_("results recorded at"), null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("results recorded by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    verdict = models.CharField(_("verdict"), max_length=16, blank=True)
+    statistics = models.JSONField(_("statistics"), default=list, blank=True)
+    conclusion = models.TextField(_("conclusion"), blank=True, max_length=JUSTIFICATION_MAX)
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("reviewed by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    review_signature = models.ForeignKey(
+        "controlsite.ElectronicSignature",
+        verbose_name=_("review signature"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+
+    history = RegulatedHistory()
+
+    class Meta:
+        verbose_name = _("comparability check")
+        verbose_name_plural = _("comparability checks")
+        ordering = ["due_on", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "site"],
+                condition=Q(status__in=[CheckStatus.SCHEDULED, CheckStatus.RECORDED]),
+                name="comparability_check_one_open",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "due_on"], name="comparability_check_due")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} at {self.site_id} due {self.due_on}"
+
+    @property
+    def badge(self) -> dict[str, str]:
+        return {"label": self.get_status_display(), "colour": CHECK_BADGE.get(self.status, "")}
+
+    def is_overdue(self, today: Any) -> bool:
+        return self.status in (CheckStatus.SCHEDULED, CheckStatus.RECORDED) and self.due_on < today
+
+    def signature_content(self) -> dict[str, Any]:
+        """What QA reviews: the paired results, the statistics and the conclusion."""
+        return {
+            "product": self.product_id,
+            "site": self.site_id,
+            "reference_site": self.reference_site_id,
+            "material": self.material,
+            "pairs": [
+                [p.key, p.lot, _decimal(p.reference_value), _decimal(p.site_value)]
+                for p in self.pairs.order_by("key", "lot")
+            ],
+            "statistics": self.statistics,
+            "verdict": self.verdict,
+            "conclusion": self.conclusion,
+        }
+
+
+class CheckPair(TimeStampedModel):
+    """One CQA measured on one portion of split starting material, at the reference site and
+    at the site. Never changed once recorded."""
+
+    comparability_check = models.ForeignKey(
+        ComparabilityCheck, verbose_name=_("check"), on_delete=models.PROTECT, related_name="pairs"
+    )
+    key = models.CharField(_("CQA key"), max_length=40, validators=[key_validator])
+    lot = models.CharField(_("lot"), max_length=64)
+    reference_value = _value_field(_("reference site value"))
+    site_value = _value_field(_("site value"))
+
+    history = RegulatedHistory()
+
+    class Meta:
+        verbose_name = _("paired result")
+        verbose_name_plural = _("paired results")
+        ordering = ["comparability_check", "key", "lot"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["comparability_check", "key", "lot"], name="check_pair_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.lot}: {self.reference_value} / {self.site_value}"
+
+
+class ComparabilitySignal(models.Model):
+    """The comparability outbox: a run-rule break, a failed equivalence or a failed annual check
+    that the deviations app turns into one deviation (design §2). `episode` names the signal so
+    that evaluating the same data again finds it instead of raising another: the first result
+    of a run, the limits for an equivalence failure, the check for a check."""
+
+    kind = models.CharField(max_length=16, choices=ComparabilitySignalKind.choices)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    key = models.CharField(max_length=40)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
+    limit = models.ForeignKey(
+        ReferenceLimit, on_delete=models.PROTECT, related_name="signals", null=True, blank=True
+    )
+    comparability_check = models.ForeignKey(
+        ComparabilityCheck, on_delete=models.PROTECT, related_name="signals", null=True, blank=True
+    )
+    batch = models.ForeignKey(
+        Batch, on_delete=models.PROTECT, related_name="comparability_signals", null=True, blank=True
+    )
+    rule = models.PositiveSmallIntegerField(null=True, blank=True)
+    episode = models.CharField(max_length=64)
+    first_result = models.ForeignKey(
+        TestResult, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    last_result = models.ForeignKey(
+        TestResult, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    detail = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "key", "site", "kind", "episode"],
+                name="comparability_signal_once",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=Q(processed_at__isnull=True),
+                name="comparability_signal_todo",
+            ),
+            models.Index(fields=["site", "created_at"], name="comparability_signal_site"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.key} at {self.site_id}"

@@ -104,7 +104,7 @@ _VALUE_LIMIT = Decimal(10) ** (VALUE_MAX_DIGITS - VALUE_DECIMAL_PLACES)
 #
 
 
-def _text(value: str, *, field: str, limit: int, required: bool = True) -> str:
+def parse_text(value: str, *, field: str, limit: int, required: bool = True) -> str:
     value = (value or "").strip()
     if required and not value:
         raise ApplicationError(f"{field} is required.", code="invalid")
@@ -115,7 +115,7 @@ def _text(value: str, *, field: str, limit: int, required: bool = True) -> str:
     return value
 
 
-def _decimal(value: Any, *, field: str) -> Decimal:
+def parse_decimal(value: Any, *, field: str) -> Decimal:
     """A finite decimal within the stored precision; strings and numbers are accepted."""
     if isinstance(value, bool) or value is None:
         raise ApplicationError(f"{field} must be a number.", code="invalid_value")
@@ -135,11 +135,11 @@ def _decimal(value: Any, *, field: str) -> Decimal:
     return number
 
 
-def _optional_decimal(value: Any, *, field: str) -> Decimal | None:
-    return None if value is None or value == "" else _decimal(value, field=field)
+def parse_optional_decimal(value: Any, *, field: str) -> Decimal | None:
+    return None if value is None or value == "" else parse_decimal(value, field=field)
 
 
-def _key(value: str, *, field: str) -> str:
+def parse_key(value: str, *, field: str) -> str:
     value = (value or "").strip()
     try:
         key_validator(value)
@@ -151,8 +151,8 @@ def _key(value: str, *, field: str) -> str:
 
 
 def _limits(low: Any, high: Any, *, field: str) -> tuple[Decimal | None, Decimal | None]:
-    low_value = _optional_decimal(low, field=f"{field} lower limit")
-    high_value = _optional_decimal(high, field=f"{field} upper limit")
+    low_value = parse_optional_decimal(low, field=f"{field} lower limit")
+    high_value = parse_optional_decimal(high, field=f"{field} upper limit")
     if low_value is not None and high_value is not None and low_value > high_value:
         raise ApplicationError(
             f"{field}: the lower limit is above the upper limit.", code="invalid_limits"
@@ -213,7 +213,7 @@ def template_create(*, actor: User, product: Product, title: str, reason: str) -
     draft starts as a copy of the approved version, if there is one."""
     _require_quality(actor)
     reason = require_reason(reason)
-    title = _text(title, field="Title", limit=200)
+    title = parse_text(title, field="Title", limit=200)
     version = effective_version(product)
     if version is None:
         raise ConflictError(
@@ -305,8 +305,8 @@ def template_step_add(
     `{"key", "name", "unit", "low", "high"}` (limits optional)."""
     _require_quality(actor)
     reason = require_reason(reason)
-    title = _text(title, field="Step title", limit=NAME_MAX)
-    instruction = _text(instruction, field="Instruction", limit=INSTRUCTION_MAX)
+    title = parse_text(title, field="Step title", limit=NAME_MAX)
+    instruction = parse_text(instruction, field="Instruction", limit=INSTRUCTION_MAX)
     if role not in StepRole.values:
         raise ApplicationError(
             f"role must be one of: {', '.join(StepRole.values)}.", code="invalid_role"
@@ -318,13 +318,15 @@ def template_step_add(
         )
     cleaned = []
     for index, row in enumerate(rows, start=1):
-        key = _key(str(row.get("key", "")), field=f"Parameter {index} key")
+        key = parse_key(str(row.get("key", "")), field=f"Parameter {index} key")
         low, high = _limits(row.get("low"), row.get("high"), field=f"Parameter {key}")
         cleaned.append(
             {
                 "key": key,
-                "name": _text(str(row.get("name") or key), field="Parameter name", limit=NAME_MAX),
-                "unit": _text(
+                "name": parse_text(
+                    str(row.get("name") or key), field="Parameter name", limit=NAME_MAX
+                ),
+                "unit": parse_text(
                     str(row.get("unit") or ""), field="Unit", limit=UNIT_MAX, required=False
                 ),
                 "low": low,
@@ -377,9 +379,9 @@ def template_specification_add(
     """Add a critical quality attribute with its limits to a draft template."""
     _require_quality(actor)
     reason = require_reason(reason)
-    key = _key(key, field="Specification key")
-    name = _text(name, field="Name", limit=NAME_MAX)
-    unit = _text(unit, field="Unit", limit=UNIT_MAX, required=False)
+    key = parse_key(key, field="Specification key")
+    name = parse_text(name, field="Name", limit=NAME_MAX)
+    unit = parse_text(unit, field="Unit", limit=UNIT_MAX, required=False)
     low_value, high_value = _limits(low, high, field=name)
     if low_value is None and high_value is None:
         raise ApplicationError(
@@ -637,7 +639,7 @@ def _step_values(step: TemplateStep, values: Mapping[str, Any]) -> tuple[dict[st
     cleaned: dict[str, str] = {}
     out: list[str] = []
     for key, parameter in parameters.items():
-        number = _decimal(values[key], field=parameter.name)
+        number = parse_decimal(values[key], field=parameter.name)
         cleaned[key] = format(number, "f")
         if not parameter.within(number):
             out.append(key)
@@ -657,7 +659,7 @@ def step_record(
     """Record and sign ("performed") the next step of a batch. Out of order is refused (BR-15);
     a value outside its limits is kept, flagged, and signalled for a deviation."""
     _require_recording_at(actor, batch.site_id)
-    comment = _text(comment, field="Comment", limit=INSTRUCTION_MAX, required=False)
+    comment = parse_text(comment, field="Comment", limit=INSTRUCTION_MAX, required=False)
     reason = (reason or "").strip() or f"step {position} performed"
     with signing_transaction(), audit_context(reason=reason, user=actor):
         locked = _lock_batch(batch)
@@ -878,7 +880,7 @@ def results_record(
             code="duplicate_specification",
         )
     comments = [
-        _text(entry.comment, field="Comment", limit=INSTRUCTION_MAX, required=False)
+        parse_text(entry.comment, field="Comment", limit=INSTRUCTION_MAX, required=False)
         for entry in entries
     ]
     reason = (reason or "").strip() or (
@@ -907,7 +909,7 @@ def results_record(
                     "certified.",
                     code="batch_decided",
                 )
-            number = _decimal(entry.value, field=spec.name)
+            number = parse_decimal(entry.value, field=spec.name)
             results.append(
                 TestResult(
                     batch=locked,
@@ -955,6 +957,10 @@ def results_record(
             )
             if late:
                 _escalate_late_failure(locked, result, actor)
+        # Imported here: the comparability services build on this module's parsers.
+        from batches.comparability.services import results_recorded
+
+        results_recorded(locked)
     return results
 
 
@@ -1052,13 +1058,13 @@ def batch_certify(
             verdict.message(), code="not_qualified", extra={"missing": verdict.items}
         )
     reason = require_reason(reason)
-    justification = _text(
+    justification = parse_text(
         justification, field="Justification", limit=JUSTIFICATION_MAX, required=False
     )
-    clinician_request = _text(
+    clinician_request = parse_text(
         clinician_request, field="Clinician's request", limit=JUSTIFICATION_MAX, required=False
     )
-    location = _text(location, field="Location", limit=LOCATION_MAX, required=False)
+    location = parse_text(location, field="Location", limit=LOCATION_MAX, required=False)
     if remote and not location:
         raise ApplicationError(
             "Say where you are when certifying remotely (BR-07).", code="location_required"
@@ -1281,9 +1287,9 @@ def supply_record(
     """Hand a certified batch over: the chain-of-identity reference is checked again; a
     mismatch is refused and recorded (BR-13, BR-14)."""
     _require_recording_at(actor, batch.site_id)
-    supplied_to = _text(supplied_to, field="Supplied to", limit=200)
-    unit = _text(unit, field="Unit", limit=UNIT_MAX)
-    amount = _decimal(quantity, field="Quantity")
+    supplied_to = parse_text(supplied_to, field="Supplied to", limit=200)
+    unit = parse_text(unit, field="Unit", limit=UNIT_MAX)
+    amount = parse_decimal(quantity, field="Quantity")
     if amount <= 0:
         raise ApplicationError("Quantity must be above zero.", code="invalid_value")
     when = supplied_at or timezone.now()
@@ -1334,7 +1340,7 @@ def administration_confirm(
     """Confirm the product was given to the patient the chain-of-identity reference names."""
     batch = supply.batch
     _require_recording_at(actor, batch.site_id)
-    adverse_reaction = _text(
+    adverse_reaction = parse_text(
         adverse_reaction, field="Adverse reaction", limit=INSTRUCTION_MAX, required=False
     )
     if (coi_reference or "").strip() != batch.coi_reference:

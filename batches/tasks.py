@@ -46,3 +46,39 @@ def certificate_make(self: RegulatedTask, certificate_id: int) -> None:
 
     with audit_context(reason=f"batch certificate {certificate_id}", origin="task"):
         certificate_run(certificate_id)
+
+
+@shared_task(
+    base=RegulatedTask,
+    name="batches.comparability_evaluate",
+    autoretry_for=(OperationalError, InterfaceError),
+)
+def comparability_evaluate(product_id: int, site_ids: list[int] | None = None) -> int:
+    """Evaluate sites of a product against its reference limits after results are recorded
+    (issue 8 §5): snapshots, and a signal once per run-rule or equivalence episode."""
+    from batches.comparability.services import comparability_evaluate as evaluate
+    from controlsite.audit.context import audit_context
+
+    with audit_context(reason="comparability evaluation", origin="task"):
+        return evaluate(product_id=product_id, site_ids=site_ids)
+
+
+@shared_task(base=RegulatedTask, name="batches.comparability_sweep")
+def comparability_sweep() -> int:
+    """Evaluate every product with limits in force: the periodic safety net behind the
+    evaluation after each result, and the place a window moving on the clock shows."""
+    from batches.comparability.services import comparability_sweep as sweep
+    from controlsite.audit.context import audit_context
+
+    with audit_context(reason="comparability sweep", origin="task"):
+        return sweep()
+
+
+@shared_task(base=RegulatedTask, name="batches.comparability_checks_schedule")
+def comparability_checks_schedule() -> int:
+    """Give every active manufacturing site its yearly comparability check (SO-09)."""
+    from batches.comparability.services import checks_schedule_due
+    from controlsite.audit.context import audit_context
+
+    with audit_context(reason="yearly comparability checks", origin="task"):
+        return checks_schedule_due()

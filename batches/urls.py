@@ -1,7 +1,7 @@
 """Batch pages. `detail` is linked to by the gates, services and notifications; keep the name.
 Fixed paths come before `<str:number>/`, which would otherwise take them."""
 
-from django.urls import path
+from django.urls import include, path
 
 from batches import views
 
@@ -22,6 +22,7 @@ urlpatterns = [
         name="template-specification-add",
     ),
     path("templates/<int:pk>/approve/", views.template_approve, name="template-approve"),
+    path("comparability/", include("batches.comparability.urls")),
     path("<str:number>/", views.batch_detail, name="detail"),
     path("<str:number>/steps/<int:position>/", views.step_record, name="step-record"),
     path("<str:number>/steps/<int:position>/verify/", views.step_verify, name="step-verify"),

@@ -28,11 +28,12 @@ from controlsite.signatures.services import SignatureCredentials
 DEMO_PASSWORD = "ControlSite-demo-2026"  # noqa: S105  (published demo credential, refused in production)
 DEMO_REASON = "demo data"
 
-# How far back a demo authenticator's codes start (see `signer`): twenty 30 s steps, ten minutes.
-# The QP signs about a dozen times across the demo (the accountability item, master-file
-# approvals, certifications, a change control), one step each: the codes all stay in the past,
+# How far back a demo authenticator's codes start (see `signer`): 120 30 s steps, an hour.
+# The QP signs about fifty times across the demo (the accountability item, master-file
+# approvals, certifications, the comparability history, a change control), one step each: the
+# codes all stay in the past,
 # so a real authenticator's next code is accepted as soon as the demo has run.
-BACKDATE_STEPS = 20
+BACKDATE_STEPS = 120
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,8 @@ class DeviationsConfig(AppConfig):
         from deviations import gates as deviation_gates
         from deviations.demo import load_demo_deviations
         from deviations.events import LABELS, WEBHOOK_DESCRIPTIONS
+        from deviations.oversight import register_oversight
+        from deviations.report import register_report_sections
         from deviations.views import raise_on_batch_url
 
         register_event_labels(LABELS)
@@ -31,3 +33,5 @@ class DeviationsConfig(AppConfig):
             )
         )
         demo.register(demo.DemoLoader("deviations", load_demo_deviations, order=40))
+        register_report_sections()
+        register_oversight()

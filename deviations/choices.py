@@ -111,6 +111,7 @@ class DeviationSource(models.TextChoices):
     RESULT = "result", _("Test result")
     AUDIT = "audit", _("Audit finding")
     SIGNAL = "signal", _("Batch signal (automatic)")
+    COMPARABILITY = "comparability", _("Comparability signal (automatic)")
 
 
 # Due dates per class (DV-04): working days to triage and calendar days to close. The defaults

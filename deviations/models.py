@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from batches.models import Batch, BatchSignal, StepRecord, TestResult
+from batches.models import Batch, BatchSignal, ComparabilitySignal, StepRecord, TestResult
 from controlsite.audit.history import RegulatedHistory
 from controlsite.base_models import TimeStampedModel
 from controlsite.signatures.models import ElectronicSignature
@@ -127,7 +127,16 @@ class Deviation(TimeStampedModel):
         null=True,
         blank=True,
     )
-    source = models.CharField(_("raised from"), max_length=12, choices=DeviationSource.choices)
+    # The comparability outbox row (a run-rule break, a failed equivalence or annual check).
+    comparability_signal = models.OneToOneField(
+        ComparabilitySignal,
+        verbose_name=_("comparability signal"),
+        on_delete=models.PROTECT,
+        related_name="deviation",
+        null=True,
+        blank=True,
+    )
+    source = models.CharField(_("raised from"), max_length=16, choices=DeviationSource.choices)
     audit_reference = models.CharField(_("audit finding reference"), max_length=100, blank=True)
     title = models.CharField(_("title"), max_length=TITLE_MAX)
     description = models.TextField(_("description"), max_length=TEXT_MAX)

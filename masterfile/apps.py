@@ -18,6 +18,7 @@ class MasterfileConfig(AppConfig):
         from masterfile.events import LABELS
         from masterfile.gates import master_file_in_force
         from masterfile.panels import master_files_panel
+        from masterfile.report import register_report_sections
 
         register_event_labels(LABELS)
         gates.register("masterfile.master_file_in_force", master_file_in_force)
@@ -31,3 +32,4 @@ class MasterfileConfig(AppConfig):
             )
         )
         demo.register(demo.DemoLoader("masterfile", load_demo_master_files, order=20))
+        register_report_sections()

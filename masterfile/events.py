@@ -27,6 +27,12 @@ class MasterFileEvent(StrEnum):
     EXPORT_FAILED = "masterfile.export_failed"
     EXPORT_RETRIED = "masterfile.export_retried"
     EXPORT_DOWNLOADED = "masterfile.export_downloaded"
+    ANNUAL_REPORT_REQUESTED = "masterfile.annual_report_requested"
+    ANNUAL_REPORT_COMPLETED = "masterfile.annual_report_completed"
+    ANNUAL_REPORT_FAILED = "masterfile.annual_report_failed"
+    ANNUAL_REPORT_RETRIED = "masterfile.annual_report_retried"
+    ANNUAL_REPORT_DOWNLOADED = "masterfile.annual_report_downloaded"
+    ANNUAL_REPORT_SUBMITTED = "masterfile.annual_report_submitted"
 
 
 LABELS: dict[str, str] = {
@@ -51,4 +57,10 @@ LABELS: dict[str, str] = {
     MasterFileEvent.EXPORT_FAILED: "Master file export failed",
     MasterFileEvent.EXPORT_RETRIED: "Master file export retried",
     MasterFileEvent.EXPORT_DOWNLOADED: "Master file export downloaded",
+    MasterFileEvent.ANNUAL_REPORT_REQUESTED: "Annual report requested",
+    MasterFileEvent.ANNUAL_REPORT_COMPLETED: "Annual report completed",
+    MasterFileEvent.ANNUAL_REPORT_FAILED: "Annual report failed",
+    MasterFileEvent.ANNUAL_REPORT_RETRIED: "Annual report retried",
+    MasterFileEvent.ANNUAL_REPORT_DOWNLOADED: "Annual report downloaded",
+    MasterFileEvent.ANNUAL_REPORT_SUBMITTED: "Annual report submission to the MHRA recorded",
 }

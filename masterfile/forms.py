@@ -25,7 +25,13 @@ from masterfile.choices import (
     ProductSiteRole,
     SupplyStatus,
 )
-from masterfile.models import PRODUCT_CODE_PATTERN, Product, Section, product_code_validator
+from masterfile.models import (
+    PRODUCT_CODE_PATTERN,
+    SUBMISSION_REFERENCE_MAX,
+    Product,
+    Section,
+    product_code_validator,
+)
 from sites.choices import SiteKind, SiteStatus
 from sites.forms import PersonChoiceField
 from sites.models import Site
@@ -402,3 +408,37 @@ class DiffForm(forms.Form):
         field = self.fields["against"]
         assert isinstance(field, forms.ChoiceField)  # noqa: S101  (narrows the type)
         field.choices = choices
+
+
+#
+# Annual reports (issue 8 §7; MF-07, RP-01)
+#
+
+
+class AnnualReportRequestForm(forms.Form):
+    """The year to report on: from the year of the product's designation to this one."""
+
+    year = forms.TypedChoiceField(label=_("Year"), coerce=int)
+
+    def __init__(self, *args: Any, years: list[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["year"]
+        assert isinstance(field, forms.TypedChoiceField)  # noqa: S101  (declared above)
+        field.choices = [(y, str(y)) for y in years]
+        if years and "year" not in self.initial:
+            # The year just ended is the one usually reported on; this year is year to date.
+            self.initial["year"] = years[1] if len(years) > 1 else years[0]
+
+
+class AnnualReportSubmissionForm(ReasonForm):
+    """The submission of a finished report to the MHRA: the day and the MHRA's reference."""
+
+    submitted_on = forms.DateField(
+        label=_("Submitted on"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    reference = forms.CharField(
+        label=_("MHRA reference"), max_length=SUBMISSION_REFERENCE_MAX, strip=True
+    )
+
+    field_order = ["submitted_on", "reference", "reason"]

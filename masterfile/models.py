@@ -546,3 +546,140 @@ class MasterFileExport(TimeStampedModel):
     def filename(self) -> str:
         version = self.version
         return f"{version.master_file.product.code}-master-file-v{version.number}-{self.pk}.pdf"
+
+
+#
+# Annual reports (issue 8 §7; MF-07, RP-01)
+#
+
+# The MHRA's deadline for the annual report was not found (regulatory.md MF-07, RP-01): the
+# Control Site's own policy is the end of March after the year reported on.
+ANNUAL_REPORT_DUE_MONTH = 3
+ANNUAL_REPORT_DUE_DAY = 31
+ANNUAL_REPORT_FIRST_YEAR = 2000
+SUBMISSION_REFERENCE_MAX = 100
+
+
+def annual_report_due_on(year: int) -> dt.date:
+    """When the report on `year` is due with the MHRA (MF-07 due-date tracking)."""
+    return dt.date(year + 1, ANNUAL_REPORT_DUE_MONTH, ANNUAL_REPORT_DUE_DAY)
+
+
+def annual_report_upload_to(instance: AnnualReport, filename: str) -> str:
+    return f"reports/annual/{instance.created_at:%Y/%m}/{filename}"
+
+
+class AnnualReport(TimeStampedModel):
+    """The annual report of one product for one calendar year (MF-07, RP-01): site-list changes,
+    batches per site, deviations and CAPA, comparability results and charts, as a PDF/A made in
+    the background — a job row with status and progress, then the file and its SHA-256, as the
+    master-file export is — and the record of its submission to the MHRA (date and reference).
+
+    A year may be reported on more than once (late results, a correction): each request is a
+    new report, and the one submitted says so. One report per product and year is queued or
+    running at a time (a database constraint). Requests, completions, failures, downloads and
+    the submission are audit events; the row's history keeps every status change (progress
+    ticks are not history)."""
+
+    product = models.ForeignKey(
+        Product, verbose_name=_("product"), on_delete=models.PROTECT, related_name="annual_reports"
+    )
+    year = models.PositiveSmallIntegerField(
+        _("year"), validators=[MinValueValidator(ANNUAL_REPORT_FIRST_YEAR)]
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        on_delete=models.PROTECT,
+        related_name="annual_reports_requested",
+    )
+    status = models.CharField(
+        _("status"), max_length=8, choices=ExportStatus.choices, default=ExportStatus.QUEUED
+    )
+    progress = models.PositiveSmallIntegerField(
+        _("progress (%)"), default=0, validators=[MaxValueValidator(100)]
+    )
+    stage = models.CharField(_("stage"), max_length=60, blank=True)
+    data_as_at = models.DateTimeField(
+        _("data as at"),
+        null=True,
+        blank=True,
+        help_text=_("When the records were read; a year not yet over is reported up to then."),
+    )
+    year_complete = models.BooleanField(
+        _("whole year"),
+        default=False,
+        help_text=_("False when the report was made before the year ended (year to date)."),
+    )
+    file = models.FileField(
+        _("file"), upload_to=annual_report_upload_to, blank=True, max_length=255
+    )
+    sha256 = models.CharField(_("SHA-256"), max_length=64, blank=True)
+    size_bytes = models.PositiveBigIntegerField(_("size (bytes)"), null=True, blank=True)
+    page_count = models.PositiveIntegerField(_("pages"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    submitted_on = models.DateField(_("submitted to the MHRA on"), null=True, blank=True)
+    submission_reference = models.CharField(
+        _("MHRA submission reference"), max_length=SUBMISSION_REFERENCE_MAX, blank=True
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("submission recorded by"),
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+    )
+    submission_recorded_at = models.DateTimeField(
+        _("submission recorded at"), null=True, blank=True
+    )
+
+    history = RegulatedHistory()
+
+    class Meta:
+        verbose_name = _("annual report")
+        verbose_name_plural = _("annual reports")
+        ordering = ["-year", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ExportStatus.values), name="annualreport_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__lte=100), name="annualreport_progress_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(year__gte=ANNUAL_REPORT_FIRST_YEAR), name="annualreport_year_range"
+            ),
+            models.UniqueConstraint(
+                fields=["product", "year"],
+                condition=Q(status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING]),
+                name="annualreport_one_in_flight",
+            ),
+            # Only a finished report can have been submitted, and a submission names both.
+            models.CheckConstraint(
+                condition=Q(submitted_on__isnull=True)
+                | (Q(status=ExportStatus.DONE) & ~Q(submission_reference="")),
+                name="annualreport_submitted_when_done",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["product", "year", "-created_at"], name="annualreport_product_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"Annual report {self.year} of {self.product.code} (#{self.pk})"
+
+    @property
+    def status_badge(self) -> str:
+        return EXPORT_BADGE[ExportStatus(self.status)]
+
+    @property
+    def due_on(self) -> dt.date:
+        return annual_report_due_on(self.year)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.product.code}-annual-report-{self.year}-{self.pk}.pdf"

@@ -35,6 +35,9 @@ from controlsite.audit.events import event_label
 from controlsite.audit.models import AuditEvent
 from controlsite.audit.selectors import TrailEntry, record_trail
 from controlsite.audit.services import record_label
+from controlsite.reports import CollectedSection, ReportScope
+from controlsite.reports import collect as collect_report_sections
+from controlsite.reports import draw as draw_report_sections
 from controlsite.signatures.models import ElectronicSignature
 from controlsite.signatures.services import signatures_for
 from masterfile.choices import VERSION_BADGE, ApprovalCapacity, ProductSiteRole, VersionStatus
@@ -50,6 +53,7 @@ from masterfile.models import (
     Section,
     VersionApproval,
 )
+from masterfile.report import scope_site_ids
 from masterfile.selectors import annex_diff, previous_version, version_annex, version_diff
 from sites.selectors import control_site
 
@@ -264,6 +268,10 @@ class MasterFileDocument:
     changes: ChangeSet
     trail: tuple[TrailRow, ...]
     audit_trail: dict[str, Any]
+    # The comparability annex (issue 8 §7): report sections registered with `annex=True`,
+    # collected for the twelve months before the export; outside the approved content.
+    report_annexes: tuple[CollectedSection, ...] = ()
+    report_annexes_as_at: dt.datetime | None = None
 
     @property
     def title(self) -> str:
@@ -642,7 +650,54 @@ def master_file_collect(export: MasterFileExport, *, now: dt.datetime) -> Master
         changes=_change_set(version),
         trail=trail_rows(trail_records),
         audit_trail=_audit_trail(export, master_file, version, signed, now),
+        report_annexes=_report_annexes(product, now),
+        report_annexes_as_at=now,
     )
+
+
+#
+# The comparability annex: registered report sections, last twelve months (issue 8 §7)
+#
+
+# The annexes look back this far from the moment of the export.
+REPORT_ANNEX_DAYS = 365
+
+
+def _report_annexes(product: Product, now: dt.datetime) -> tuple[CollectedSection, ...]:
+    """The report sections registered with `annex=True` (the comparability across sites), read
+    for the twelve months up to `now` in the export's snapshot. They are not part of the
+    approved master-file content: the annex says so, and when it was read."""
+    end = now.astimezone(dt.UTC).date() + dt.timedelta(days=1)
+    start = end - dt.timedelta(days=REPORT_ANNEX_DAYS + 1)
+    start_at = dt.datetime.combine(start, dt.time.min, tzinfo=dt.UTC)
+    scope = ReportScope(
+        product_id=product.pk,
+        start=start,
+        end=end,
+        site_ids=scope_site_ids(product, start_at, now),
+        reference_site_id=product.reference_site_id,
+        as_at=now,
+        annex=True,
+    )
+    return tuple(collect_report_sections(scope, annex_only=True))
+
+
+def _report_annex_parts(doc: MasterFileDocument) -> list[dict[str, Any]]:
+    """The annexes' drawings made (outside the snapshot, no database) and their headings:
+    Annex A2, A3… right after the site annex."""
+    drawn = draw_report_sections(doc.report_annexes)
+    return [
+        {
+            "number": f"Annex A{index}",
+            "anchor": f"annex-report-{index}",
+            "title": f"{section.title} (last 12 months)",
+            "description": section.description,
+            "template": section.template,
+            "data": section.data,
+            "name": section.name,
+        }
+        for index, section in enumerate(drawn, start=2)
+    ]
 
 
 #
@@ -674,6 +729,11 @@ def master_file_html(doc: MasterFileDocument) -> str:
             "annex-changes", "Annex C", "Changes from the previous version", css_class="toc-annex"
         ),
         TocEntry("annex-audit", "Annex D", "Audit trail of this version", css_class="toc-annex"),
+    ]
+    report_annexes = _report_annex_parts(doc)
+    annexes[1:1] = [
+        TocEntry(part["anchor"], part["number"], part["title"], css_class="toc-annex")
+        for part in report_annexes
     ]
     toc = [TocEntry(p.anchor, p.number, p.title) for p in doc.sections] + annexes
     manufacturing = str(ProductSiteRole.MANUFACTURING.label)
@@ -724,6 +784,8 @@ def master_file_html(doc: MasterFileDocument) -> str:
             "toc": toc,
             "sections": sections,
             "site_groups": site_groups,
+            "report_annexes": report_annexes,
+            "report_annexes_as_at": utc_text(doc.report_annexes_as_at),
             "change_summary_html": render_markdown(doc.changes.summary)
             if doc.changes.summary.strip()
             else "",

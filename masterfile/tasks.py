@@ -56,3 +56,39 @@ def export_master_file(self: RegulatedTask, export_id: int) -> None:
 
     with audit_context(reason=f"master file export {export_id}", origin="task"):
         export_run(export_id)
+
+
+def _annual_report_gave_up(
+    self: RegulatedTask, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+) -> None:
+    """Celery's `on_failure`: the retries are spent (or the task broke before the run could
+    record why), so the annual report is marked failed and shows the error."""
+    from controlsite.audit.context import audit_context
+    from masterfile.annual import annual_report_fail
+
+    report_id = args[0] if args else (kwargs or {}).get("report_id")
+    if report_id is None:
+        return
+    with audit_context(reason="annual report gave up", origin="task"):
+        annual_report_fail(
+            int(report_id),
+            f"The report was given up after {self.request.retries} retries "
+            f"({type(exc).__name__}): {exc}",
+        )
+
+
+@shared_task(
+    base=RegulatedTask,
+    bind=True,
+    name="masterfile.annual_report_make",
+    autoretry_for=(OperationalError, InterfaceError, OSError),
+    on_failure=_annual_report_gave_up,
+)
+def annual_report_make(self: RegulatedTask, report_id: int) -> None:
+    """Make the PDF/A of one annual report (MF-07, RP-01): late acknowledgement, idempotent,
+    retried on transient failures, as the master-file export is."""
+    from controlsite.audit.context import audit_context
+    from masterfile.annual import annual_report_run
+
+    with audit_context(reason=f"annual report {report_id}", origin="task"):
+        annual_report_run(report_id)

@@ -42,4 +42,22 @@ urlpatterns = [
     path("exports/<int:pk>/", views.export_status, name="export-status"),
     path("exports/<int:pk>/retry/", views.export_retry, name="export-retry"),
     path("exports/<int:pk>/download/", views.export_download, name="export-download"),
+    # Annual reports
+    path(
+        "products/<int:pk>/annual-reports/",
+        views.annual_report_create,
+        name="annual-report-create",
+    ),
+    path("annual-reports/<int:pk>/", views.annual_report_status, name="annual-report-status"),
+    path("annual-reports/<int:pk>/retry/", views.annual_report_retry, name="annual-report-retry"),
+    path(
+        "annual-reports/<int:pk>/download/",
+        views.annual_report_download,
+        name="annual-report-download",
+    ),
+    path(
+        "annual-reports/<int:pk>/submission/",
+        views.annual_report_submission,
+        name="annual-report-submission",
+    ),
 ]

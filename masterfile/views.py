@@ -35,7 +35,7 @@ from controlsite.errors import ApplicationError, PermissionRefusedError
 from controlsite.signatures.forms import SignatureForm
 from controlsite.signatures.models import SignatureMeaning
 from controlsite.signatures.services import SignatureRefusedError, signatures_for
-from masterfile import exports, services
+from masterfile import annual, exports, services
 from masterfile.choices import (
     APPROVAL_ORDER,
     EXPORT_BADGE,
@@ -51,6 +51,8 @@ from masterfile.choices import (
     VersionStatus,
 )
 from masterfile.forms import (
+    AnnualReportRequestForm,
+    AnnualReportSubmissionForm,
     ChangeSummaryForm,
     CommentForm,
     DiffForm,
@@ -68,6 +70,7 @@ from masterfile.forms import (
 from masterfile.markdown import render_markdown
 from masterfile.models import (
     AnnexEntry,
+    AnnualReport,
     MasterFile,
     MasterFileExport,
     MasterFileVersion,
@@ -497,6 +500,7 @@ def _product_context(
         or MasterFileForm(prefix="masterfile", initial=mf_initial),
         "draft_form": bound.get("draft") or ReasonForm(prefix="draft"),
         "open_form": next(iter(bound), ""),
+        **_annual_context(request, product, bound),
     }
 
 
@@ -1375,3 +1379,183 @@ def version_diff_page(request: HttpRequest, pk: int) -> HttpResponse:
             }
         )
     return render(request, "masterfile/diff.html", context)
+
+
+#
+# Annual reports (issue 8 §7; MF-07, RP-01)
+#
+
+ANNUAL_REPORTS_SHOWN = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnualReportRow:
+    report: AnnualReport
+    status: Badge
+    polling: bool
+    submission_form: AnnualReportSubmissionForm | None
+
+
+def annual_report_row(
+    report: AnnualReport, *, can_request: bool, bound: dict[str, Any] | None = None
+) -> AnnualReportRow:
+    key = f"submit-{report.pk}"
+    may_submit = can_request and report.status == ExportStatus.DONE and report.submitted_on is None
+    return AnnualReportRow(
+        report=report,
+        status=badge(ExportStatus, EXPORT_BADGE, report.status),
+        polling=report.status in (ExportStatus.QUEUED, ExportStatus.RUNNING),
+        submission_form=(
+            (bound or {}).get(key)
+            or AnnualReportSubmissionForm(
+                prefix=key, initial={"submitted_on": timezone.localdate()}
+            )
+        )
+        if may_submit
+        else None,
+    )
+
+
+def _annual_context(
+    request: HttpRequest, product: Product, bound: dict[str, Any]
+) -> dict[str, Any]:
+    """The product page's "Annual reports" card: due dates per year (MF-07), the reports with
+    their progress, downloads and submissions. Hidden from anyone who does not see every
+    site (a report shows every site's figures). Two queries."""
+    user = request.user
+    if not annual.may_see_reports(user):
+        return {"show_annual": False}
+    can_request = annual.may_request(user)
+    reports = list(
+        annual.annual_reports_visible_to(user)
+        .filter(product=product)
+        .order_by("-year", "-created_at", "-id")[:ANNUAL_REPORTS_SHOWN]
+    )
+    years = annual.report_years(product)
+    return {
+        "show_annual": True,
+        "can_request_annual": can_request,
+        "annual_rows": [
+            annual_report_row(r, can_request=can_request, bound=bound) for r in reports
+        ],
+        "annual_years": annual.years_due(product, reports),
+        "annual_in_flight": any(
+            r.status in (ExportStatus.QUEUED, ExportStatus.RUNNING) for r in reports
+        ),
+        "annual_form": bound.get("annual") or AnnualReportRequestForm(prefix="annual", years=years),
+    }
+
+
+def _annual_or_404(request: HttpRequest, pk: int) -> AnnualReport:
+    try:
+        return annual.annual_reports_visible_to(request.user).get(pk=pk)
+    except AnnualReport.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+@login_required
+@require_POST
+def annual_report_create(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask for a product's annual report for a year: a job row now, the PDF in the background.
+    A report of the same year already queued or running is the one shown."""
+    product = _product_or_404(request, pk)
+    actor = _require_qa(request)
+    form = AnnualReportRequestForm(
+        request.POST, prefix="annual", years=annual.report_years(product)
+    )
+    if not form.is_valid():
+        return _product_again(request, product, {"annual": form}, _invalid(request, "Not asked"))
+    try:
+        report, created = annual.annual_report_request(
+            actor=actor, product=product, year=form.cleaned_data["year"]
+        )
+    except ApplicationError as exc:
+        return _product_again(request, product, {"annual": form}, _refused(request, exc))
+    if created:
+        messages.success(
+            request,
+            f"The {report.year} annual report is queued. Its progress shows below; the "
+            "download appears when it is done.",
+        )
+    else:
+        messages.info(
+            request,
+            f"The {report.year} annual report is already being made (report {report.pk}).",
+        )
+    return redirect(_product_url(product, f"annual-report-{report.pk}"))
+
+
+@login_required
+@require_GET
+def annual_report_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """One annual report's row, polled by htmx while it is queued or running."""
+    report = _annual_or_404(request, pk)
+    if not _is_htmx_partial(request):
+        return redirect(_product_url(report.product, f"annual-report-{report.pk}"))
+    can_request = annual.may_request(request.user)
+    return render(
+        request,
+        "masterfile/partials/_annual_report_row.html",
+        {
+            "row": annual_report_row(report, can_request=can_request),
+            "can_request_annual": can_request,
+        },
+    )
+
+
+@login_required
+@require_POST
+def annual_report_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    report = _annual_or_404(request, pk)
+    actor = request_user(request)
+    try:
+        annual.annual_report_retry(actor=actor, report=report)
+    except ApplicationError as exc:
+        return _product_again(request, report.product, {}, _refused(request, exc))
+    messages.success(request, "Annual report queued again.")
+    return redirect(_product_url(report.product, f"annual-report-{report.pk}"))
+
+
+@login_required
+@require_GET
+def annual_report_download(request: HttpRequest, pk: int) -> HttpResponseBase:
+    """The PDF, to whoever may see the report; each download is an audit event (checked
+    against its recorded SHA-256 first)."""
+    report = _annual_or_404(request, pk)
+    actor = request_user(request)
+    try:
+        annual.annual_report_download_record(actor=actor, report=report)
+    except ApplicationError as exc:
+        return _product_again(request, report.product, {}, _refused(request, exc))
+    return FileResponse(
+        report.file.open("rb"),
+        as_attachment=True,
+        filename=report.filename,
+        content_type="application/pdf",
+    )
+
+
+@login_required
+@require_POST
+def annual_report_submission(request: HttpRequest, pk: int) -> HttpResponse:
+    """Record that a finished report was submitted to the MHRA (day and reference)."""
+    report = _annual_or_404(request, pk)
+    actor = _require_qa(request)
+    key = f"submit-{report.pk}"
+    form = AnnualReportSubmissionForm(request.POST, prefix=key)
+    if not form.is_valid():
+        return _product_again(
+            request, report.product, {key: form}, _invalid(request, "Not recorded")
+        )
+    try:
+        annual.annual_report_submission_record(
+            actor=actor,
+            report=report,
+            submitted_on=form.cleaned_data["submitted_on"],
+            reference=form.cleaned_data["reference"],
+            reason=form.cleaned_data["reason"],
+        )
+    except ApplicationError as exc:
+        return _product_again(request, report.product, {key: form}, _refused(request, exc))
+    messages.success(request, f"The submission of the {report.year} report is recorded.")
+    return redirect(_product_url(report.product, f"annual-report-{report.pk}"))

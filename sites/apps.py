@@ -14,7 +14,9 @@ class SitesConfig(AppConfig):
         from sites.demo import load_demo_sites
         from sites.events import LABELS
         from sites.gates import site_is_active
+        from sites.oversight import register_oversight, register_panel
         from sites.panels import sites_panel
+        from sites.report import register_report_sections
         from sites.selectors import user_site_codes
 
         register_site_provider(user_site_codes)
@@ -24,3 +26,6 @@ class SitesConfig(AppConfig):
             dashboard.Panel("sites", "Sites", "sites/panels/_overview.html", sites_panel, 5)
         )
         demo.register(demo.DemoLoader("sites", load_demo_sites, order=10))
+        register_report_sections()
+        register_oversight()
+        register_panel()

@@ -14,6 +14,8 @@ urlpatterns = [
     path("control-site/qps/<int:pk>/remove/", views.qp_remove, name="qp_remove"),
     path("mhra/", views.mhra_log, name="notifications"),
     path("mhra/<int:pk>/sent/", views.notification_sent, name="notification_sent"),
+    # Every site at once (SO-07).
+    path("oversight/", views.oversight, name="oversight"),
     # One site
     path("<str:code>/", views.detail, name="detail"),
     path("<str:code>/edit/", views.edit, name="edit"),

@@ -27,7 +27,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_POST
 
 from controlsite import dashboard
 from controlsite.accounts import permissions
@@ -96,6 +97,14 @@ from sites.models import (
     Site,
     SiteAudit,
     SiteMembership,
+)
+from sites.oversight import (
+    FLAGGED_CHOICES,
+    REFRESH_SECONDS,
+    OversightQuery,
+    cell_html,
+    oversight_table,
+    status_choices,
 )
 from sites.selectors import (
     SiteFilters,
@@ -1505,3 +1514,66 @@ def notification_sent(request: HttpRequest, pk: int) -> HttpResponse:
         "form": form,
     }
     return render(request, "sites/mhra_sent.html", context, status=status)
+
+
+#
+# The oversight dashboard (SO-07; issue 8 §6)
+#
+
+
+@login_required
+@require_GET
+def oversight(request: HttpRequest) -> HttpResponse:
+    """Every site this person may see on one page, with the columns the apps register (status,
+    batches, certification rate, deviations, CAPAs, comparability, training, last audit),
+    flagged sites marked and, by default, first. Read-only for everyone. htmx asks for this same
+    URL every REFRESH_SECONDS while the tab is shown and gets the table alone; without
+    JavaScript it is a normal page. A fixed number of queries whatever the number of sites."""
+    columns = dashboard.oversight_columns()
+    query = OversightQuery.from_params(request.GET, columns)
+    table = oversight_table(user=request.user, query=query)
+    path = reverse("sites:oversight")
+    site_url = dashboard.link_maker("sites:detail")
+
+    def url(**changes: Any) -> str:
+        params = query.params(**changes)
+        return path + (f"?{urlencode(params)}" if params else "")
+
+    headers = []
+    for column in columns:
+        current = query.sort == column.name
+        headers.append(
+            {
+                "column": column,
+                "url": url(sort=column.name, descending=current and not query.descending)
+                if column.sortable
+                else "",
+                "aria_sort": ("descending" if query.descending else "ascending")
+                if current
+                else "none",
+            }
+        )
+    context = {
+        "table": table,
+        "headers": headers,
+        "rows": [
+            {
+                "row": row,
+                "url": site_url(row.site.code),
+                "cells": [
+                    (column.title, cell_html(cell))
+                    for column, cell in zip(columns, row.cells, strict=True)
+                ],
+            }
+            for row in table.rows
+        ],
+        "self_url": url(),
+        "code_url": url(sort="", descending=False),
+        "sorted_by_code": not query.sort,
+        "status_choices": status_choices(),
+        "flagged_choices": list(FLAGGED_CHOICES.items()),
+        "refresh_seconds": REFRESH_SECONDS,
+    }
+    if _is_htmx_partial(request):
+        return render(request, "sites/partials/_oversight_table.html", context)
+    return render(request, "sites/oversight.html", context)

@@ -28,12 +28,13 @@ def _fresh_audit_context() -> Iterator[None]:
 
 @pytest.fixture
 def persona(db: None) -> Callable[[str], User]:
-    """`persona("qa")` → the QA user, created once per test."""
+    """`persona("qa")` → the QA user, created once per test (or the one a world shared by the
+    module's tests made already, tests/worlds.py)."""
     made: dict[str, User] = {}
 
     def get(name: str) -> User:
         if name not in made:
-            made[name] = make_persona(name)
+            made[name] = User.objects.filter(username=name).first() or make_persona(name)
         return made[name]
 
     return get

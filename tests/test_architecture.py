@@ -63,6 +63,13 @@ HISTORY_EXEMPT: dict[str, str] = {
     "completion, failure and every download are audit events",
     "batches.batchsignal": "an outbox row for the deviations app; what caused it (an "
     "out-of-limit value, a failed result, a mismatch) is audited where it happened",
+    "batches.comparabilitysnapshot": "a cache of the latest evaluation of a site against the "
+    "reference limits, recomputed from the results (which keep their history) at every run",
+    "batches.comparabilitysignal": "an outbox row for the deviations app; raising it is an audit "
+    "event and the deviation it opens keeps its own history",
+    "training.sitecompliancesnapshot": "a cache of each site's training compliance for the "
+    "oversight dashboard, recomputed from the training records (which keep their history) hourly "
+    "and whenever it is an hour old",
     "deviations.recordsequence": "a counter behind record numbers; each number it gives is in "
     "its record's own history and creation event",
 }

@@ -45,6 +45,7 @@ class TrainingConfig(AppConfig):
         from training.checks import may_sign
         from training.demo import register_demo
         from training.events import LABELS
+        from training.oversight import register_oversight
         from training.panels import register_panels
 
         register_event_labels(LABELS)
@@ -53,3 +54,4 @@ class TrainingConfig(AppConfig):
         post_save.connect(_grant_saved, sender=RoleGrant, dispatch_uid="training.grant")
         register_panels()
         register_demo()
+        register_oversight()

@@ -1048,6 +1048,10 @@ def training_round(*, today: dt.date | None = None) -> dict[str, int]:
             )
             counts["escalated"] += 1
     counts["renewals"] = _renewals_open(today)
+    # The oversight dashboard reads each site's compliance from a stored figure (SO-07, TR-06).
+    from training.oversight import compliance_snapshots_refresh
+
+    counts["compliance_snapshots"] = compliance_snapshots_refresh()
     return counts
 
 

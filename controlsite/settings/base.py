@@ -342,6 +342,16 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "task": "deviations.signals_process",
         "schedule": 60.0,
     },
+    # Comparability across sites (issue 8): every product against its reference limits, and
+    # each active manufacturing site's yearly check scheduled.
+    "batches-comparability-sweep": {
+        "task": "batches.comparability_sweep",
+        "schedule": 6 * 3600.0,
+    },
+    "batches-comparability-checks": {
+        "task": "batches.comparability_checks_schedule",
+        "schedule": 24 * 3600.0,
+    },
     "deviations-escalate-overdue": {
         "task": "deviations.escalate_overdue",
         "schedule": 3600.0,

@@ -23,8 +23,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.choices import SignalKind
-from batches.models import Batch, BatchSignal, StepRecord, TestResult
+from batches.choices import ComparabilitySignalKind, SignalKind
+from batches.models import Batch, BatchSignal, ComparabilitySignal, StepRecord, TestResult
 from batches.selectors import batches_visible_to
 from controlsite.accounts import permissions
 from controlsite.accounts.models import User
@@ -734,6 +734,85 @@ def signals_process(*, limit: int = 500) -> int:
                 occurred_at=signal.created_at,
             )
             oos_open_from_signal(signal=signal, deviation=deviation)
+            signal.processed_at = timezone.now()
+            signal.save(update_fields=["processed_at"])
+            made += 1
+    return made + comparability_signals_process(limit=limit)
+
+
+_COMPARABILITY_CLASS = {
+    ComparabilitySignalKind.RUN_RULE: DeviationClass.MINOR,
+    ComparabilitySignalKind.EQUIVALENCE: DeviationClass.MAJOR,
+    ComparabilitySignalKind.ANNUAL_CHECK: DeviationClass.MAJOR,
+}
+
+
+def _comparability_text(signal: ComparabilitySignal) -> tuple[str, str]:
+    detail = signal.detail
+    cqa = detail.get("cqa") or signal.key
+    where = f"{signal.site.code} ({signal.product.code})"
+    if signal.kind == ComparabilitySignalKind.RUN_RULE:
+        title = f"{cqa} trend at {where}: {detail.get('rule', f'rule {signal.rule}')}"
+        body = (
+            f"The control chart of {cqa} at {signal.site.code} broke "
+            f"{detail.get('rule', f'Nelson rule {signal.rule}')} against the reference limits "
+            f"{detail.get('limits', '')}: {detail.get('points', 1)} result(s) from batch "
+            f"{detail.get('first_batch', detail.get('batch', ''))} to "
+            f"{detail.get('last_batch', detail.get('batch', ''))}."
+        )
+    elif signal.kind == ComparabilitySignalKind.EQUIVALENCE:
+        title = f"{cqa} not shown comparable at {where}"
+        body = (
+            f"The mean difference of {cqa} at {signal.site.code} from the reference site is "
+            f"{detail.get('difference')} (90 % CI {detail.get('ci_low')} to "
+            f"{detail.get('ci_high')}), not within the equivalence margin ± "
+            f"{detail.get('margin')} ({detail.get('n_site')} results against "
+            f"{detail.get('n_reference')})."
+        )
+    else:
+        cqas = ", ".join(detail.get("cqas", [])) or signal.key
+        title = f"Annual comparability check not comparable at {where}"
+        body = (
+            f"The annual comparability check on split starting material "
+            f"{detail.get('material', '')} did not show {cqas} comparable with the reference site."
+        )
+    return title[:TITLE_MAX], f"Raised by the system from comparability monitoring: {body}"
+
+
+def comparability_signals_process(*, limit: int = 500) -> int:
+    """Turn unprocessed comparability signals into deviations, exactly once each (issue 8 §5,
+    design §2): the one-to-one link and the row lock make a second run a no-op."""
+    made = 0
+    pending = ComparabilitySignal.objects.filter(processed_at__isnull=True).order_by("id")
+    for signal_id in list(pending.values_list("id", flat=True)[:limit]):
+        with transaction.atomic(), audit_context(reason="opened from a comparability signal"):
+            signal = (
+                ComparabilitySignal.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("site", "product", "batch")
+                .filter(pk=signal_id, processed_at__isnull=True)
+                .first()
+            )
+            if signal is None:
+                continue
+            title, description = _comparability_text(signal)
+            _create_deviation(
+                actor=None,
+                reason="opened from a comparability signal",
+                site=signal.site,
+                batch=signal.batch,
+                step_record=None,
+                result=None,
+                comparability_signal=signal,
+                source=DeviationSource.COMPARABILITY,
+                audit_reference="",
+                title=title,
+                description=description,
+                proposed_class=_COMPARABILITY_CLASS.get(
+                    ComparabilitySignalKind(signal.kind), DeviationClass.MAJOR
+                ),
+                immediate_action="",
+                occurred_at=signal.created_at,
+            )
             signal.processed_at = timezone.now()
             signal.save(update_fields=["processed_at"])
             made += 1

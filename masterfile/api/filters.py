@@ -19,6 +19,7 @@ from masterfile.choices import (
     VersionStatus,
 )
 from masterfile.models import (
+    AnnualReport,
     MasterFile,
     MasterFileExport,
     MasterFileVersion,
@@ -154,3 +155,30 @@ class ExportFilter(django_filters.FilterSet):
     class Meta:
         model = MasterFileExport
         fields: list[str] = []
+
+
+@extend_schema_field({"type": "integer", "minimum": 2000, "maximum": 9999})
+class YearFilter(django_filters.Filter):
+    """A calendar year: digits within range, else a 400."""
+
+    field_class = forms.IntegerField
+
+
+class AnnualReportFilter(django_filters.FilterSet):
+    product = IdFilter(field_name="product_id", help_text="The product's id.")
+    year = YearFilter(field_name="year", min_value=2000, max_value=9999)
+    status = django_filters.ChoiceFilter(choices=ExportStatus.choices)
+    submitted = django_filters.ChoiceFilter(
+        method="filter_submitted",
+        choices=YES_NO,
+        help_text="true: recorded as submitted to the MHRA; false: not (yet).",
+    )
+
+    class Meta:
+        model = AnnualReport
+        fields: list[str] = []
+
+    def filter_submitted(
+        self, queryset: QuerySet[AnnualReport], name: str, value: Any
+    ) -> QuerySet[AnnualReport]:
+        return queryset.filter(submitted_on__isnull=value != "true")

@@ -40,9 +40,12 @@ from masterfile.choices import (
 )
 from masterfile.markdown import render_markdown
 from masterfile.models import (
+    ANNUAL_REPORT_FIRST_YEAR,
     PRODUCT_CODE_PATTERN,
     SECTION_KEY_PATTERN,
+    SUBMISSION_REFERENCE_MAX,
     AnnexEntry,
+    AnnualReport,
     MasterFile,
     MasterFileExport,
     MasterFileVersion,
@@ -918,3 +921,93 @@ class ExportSerializer(serializers.ModelSerializer[MasterFileExport]):
 
     def get_url(self, export: MasterFileExport) -> str:
         return reverse("api:export-detail", args=[export.pk])
+
+
+#
+# Annual reports (issue 8 §7; MF-07, RP-01)
+#
+
+
+class AnnualReportSerializer(serializers.ModelSerializer[AnnualReport]):
+    product = ProductBriefSerializer(read_only=True)
+    status = NamedChoiceField(ExportStatus, read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    requested_by = SitePersonSerializer(read_only=True)
+    requested_at = serializers.DateTimeField(source="created_at", read_only=True)
+    due_on = serializers.DateField(
+        read_only=True, help_text="When the report on this year is due with the MHRA (MF-07)."
+    )
+    year_complete = serializers.BooleanField(
+        read_only=True,
+        help_text="False when the report was made before the year ended (year to date).",
+    )
+    submitted_by = SitePersonSerializer(read_only=True, allow_null=True)
+    filename = serializers.CharField(read_only=True)
+    download_url = serializers.SerializerMethodField(
+        help_text="Absolute URL of the PDF once the report is done, else null. Each download "
+        "is an audit event."
+    )
+    url = serializers.SerializerMethodField(help_text="This report in the API (poll it).")
+
+    class Meta:
+        model = AnnualReport
+        fields = [
+            "id",
+            "product",
+            "year",
+            "status",
+            "status_display",
+            "progress",
+            "stage",
+            "due_on",
+            "data_as_at",
+            "year_complete",
+            "sha256",
+            "page_count",
+            "size_bytes",
+            "error",
+            "attempts",
+            "filename",
+            "requested_by",
+            "requested_at",
+            "started_at",
+            "finished_at",
+            "submitted_on",
+            "submission_reference",
+            "submitted_by",
+            "submission_recorded_at",
+            "download_url",
+            "url",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, report: AnnualReport) -> str | None:
+        if report.status != ExportStatus.DONE or not report.file:
+            return None
+        path = reverse("api:annual-report-download", args=[report.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    def get_url(self, report: AnnualReport) -> str:
+        return reverse("api:annual-report-detail", args=[report.pk])
+
+
+class AnnualReportRequestSerializer(MasterFileInputSerializer):
+    product = VisibleRecordField(selectors.products_visible_to, help_text="The product's id.")
+    year = StrictIntegerField(
+        min_value=ANNUAL_REPORT_FIRST_YEAR,
+        max_value=9999,
+        help_text="The calendar year: from the year of the product's designation to this one "
+        "(400 `year_before_designation`, `year_in_future`).",
+    )
+
+
+class AnnualReportSubmissionSerializer(MasterFileInputSerializer):
+    submitted_on = serializers.DateField(
+        help_text="The day the report was submitted to the MHRA: not in the future, not before "
+        "the report was made."
+    )
+    reference = serializers.CharField(
+        max_length=SUBMISSION_REFERENCE_MAX, help_text="The MHRA's reference for the submission."
+    )
+    reason = _reason_field()

@@ -14,3 +14,4 @@ router.register(
 router.register("sections", views.SectionViewSet, basename="section")
 router.register("review-comments", views.ReviewCommentViewSet, basename="review-comment")
 router.register("exports", views.ExportViewSet, basename="export")
+router.register("annual-reports", views.AnnualReportViewSet, basename="annual-report")

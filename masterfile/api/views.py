@@ -35,9 +35,10 @@ from controlsite.accounts.models import User
 from controlsite.api.base import BaseViewSet, split_reason, validated_input
 from controlsite.api.schema import ProblemSerializer
 from controlsite.signatures.services import content_hash
+from masterfile import annual, selectors, services
 from masterfile import exports as export_service
-from masterfile import selectors, services
 from masterfile.api.filters import (
+    AnnualReportFilter,
     ExportFilter,
     MasterFileFilter,
     ProductFilter,
@@ -48,6 +49,9 @@ from masterfile.api.filters import (
 )
 from masterfile.api.serializers import (
     ID_MAX,
+    AnnualReportRequestSerializer,
+    AnnualReportSerializer,
+    AnnualReportSubmissionSerializer,
     ExportSerializer,
     MasterFileInputSerializer,
     MasterFileSerializer,
@@ -76,6 +80,7 @@ from masterfile.api.serializers import (
 from masterfile.choices import VersionStatus
 from masterfile.models import (
     AnnexEntry,
+    AnnualReport,
     MasterFile,
     MasterFileExport,
     MasterFileVersion,
@@ -959,3 +964,181 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSe
 
 def _base64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+#
+# Annual reports (issue 8 §7; MF-07, RP-01)
+#
+
+
+def _report_response(request: Request, report: AnnualReport, code: int) -> Response:
+    fresh = annual.annual_reports_visible_to(_actor(request)).get(pk=report.pk)
+    return Response(
+        AnnualReportSerializer(fresh, context={"request": request}).data,
+        status=code,
+        headers={"Location": reverse("api:annual-report-detail", args=[report.pk])},
+    )
+
+
+class AnnualReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSet):
+    """Annual reports of a product for a calendar year (MF-07, RP-01): a PDF/A made in the
+    background — a job with status and progress, then the file with its SHA-256 — and the
+    record of its submission to the MHRA. A report shows every site's figures: Control Site QA,
+    QPs and inspectors see them; anyone limited to some sites sees none. Newest first."""
+
+    serializer_class = AnnualReportSerializer
+    filterset_class = AnnualReportFilter
+    lookup_value_regex = ID_REGEX
+    ordering = "-id"
+
+    def get_queryset(self) -> QuerySet[AnnualReport]:
+        return annual.annual_reports_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="List the annual reports you can see",
+        description="Filter by `product`, `year`, `status` or `submitted`. Newest first.",
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Read one annual report (poll it)",
+        description="`status` goes `queued → running → done | failed`; `progress` (0–100) and "
+        "`stage` say how far it is. Once done: `sha256`, `page_count`, `size_bytes`, "
+        "`data_as_at`, `year_complete` and the absolute `download_url`; once failed: `error`, "
+        "and it may be retried. `due_on` is when the year's report is due with the MHRA; "
+        "`submitted_on` and `submission_reference` once its submission is recorded.",
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Ask for an annual report",
+        description="Queues the report of a product for a calendar year: 202 with the new "
+        "report, and `Location` names it — poll it, then download. While a report of the same "
+        "product and year is queued or running, the answer is 200 with that one and nothing "
+        "is written. The year must have begun (400 `year_in_future`) and not be before the "
+        "year of the product's designation (400 `year_before_designation`); this year is "
+        "reported to date. A product you cannot see is 400 `unknown`. Control "
+        "Site QA only (403 otherwise). Send an `Idempotency-Key` so a retry never asks twice.",
+        request=AnnualReportRequestSerializer,
+        responses={
+            202: AnnualReportSerializer,
+            200: OpenApiResponse(
+                response=AnnualReportSerializer,
+                description="A report of the product and year is already queued or running.",
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "The 2026 report of a product",
+                value={"product": 1, "year": 2026},
+                request_only=True,
+            )
+        ],
+    )
+    def create(self, request: Request) -> Response:
+        data = validated_input(AnnualReportRequestSerializer, request).validated_data
+        report, created = annual.annual_report_request(
+            actor=_actor(request), product=data["product"], year=data["year"]
+        )
+        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+        return _report_response(request, report, code)
+
+    @extend_schema(
+        summary="Download the PDF",
+        description="The PDF/A file, streamed. Its SHA-256 is in the `X-Content-SHA256` header "
+        "(hex) and `Repr-Digest` (RFC 9530) as well as in the report's `sha256`. Every download "
+        "is an audit event. 409 `report_not_ready` until the report is done, and 409 "
+        "`report_file_mismatch` if the stored file no longer matches its SHA-256.",
+        responses={
+            (200, "application/pdf"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="The PDF/A file."
+            ),
+            (409, "application/problem+json"): _PROBLEM,
+        },
+        parameters=[
+            OpenApiParameter(
+                name="X-Content-SHA256",
+                location=OpenApiParameter.HEADER,
+                type=str,
+                response=[200],
+                description="SHA-256 of the file, hex.",
+            ),
+            OpenApiParameter(
+                name="Repr-Digest",
+                location=OpenApiParameter.HEADER,
+                type=str,
+                response=[200],
+                description="`sha-256=:<base64>:` (RFC 9530).",
+            ),
+        ],
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[renderers.JSONRenderer, PdfRenderer],
+        filterset_class=None,
+    )
+    def download(self, request: Request, pk: str | None = None) -> FileResponse:
+        report = self.get_object()
+        annual.annual_report_download_record(actor=_actor(request), report=report)
+        response = FileResponse(
+            report.file.open("rb"),
+            as_attachment=True,
+            filename=report.filename,
+            content_type="application/pdf",
+        )
+        response["X-Content-SHA256"] = report.sha256
+        response["Repr-Digest"] = f"sha-256=:{_base64(report.sha256)}:"
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    @extend_schema(
+        summary="Retry a failed report",
+        description="A failed report goes back to the queue (409 `report_not_failed` "
+        "otherwise; 409 `report_in_flight` while another report of the same product and year "
+        "runs). Control Site QA only (403 otherwise). 202 with the report; poll it.",
+        request=MasterFileInputSerializer,
+        responses={202: AnnualReportSerializer},
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        validated_input(MasterFileInputSerializer, request)
+        report = self.get_object()
+        retried = annual.annual_report_retry(actor=_actor(request), report=report)
+        return _report_response(request, retried, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Record the submission to the MHRA",
+        description="Records that this finished report was submitted to the MHRA: the day "
+        "(400 `date_in_future`, 400 `submitted_before_report`) and the MHRA's reference (MF-07 "
+        "submission record). Once per report (409 `already_submitted`) and per product and "
+        "year (409 `year_already_submitted`); only a done report (409 `report_not_ready`). "
+        "Control Site QA only (403 otherwise)." + _REASON_NOTE,
+        request=AnnualReportSubmissionSerializer,
+        responses={200: AnnualReportSerializer},
+        examples=[
+            OpenApiExample(
+                "Submitted through the portal",
+                value={
+                    "submitted_on": "2027-03-20",
+                    "reference": "MHRA-DMMF-2026-0042",
+                    "reason": "Submitted through the MHRA portal.",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def submission(self, request: Request, pk: str | None = None) -> Response:
+        data = validated_input(AnnualReportSubmissionSerializer, request).validated_data
+        report = self.get_object()
+        recorded = annual.annual_report_submission_record(
+            actor=_actor(request),
+            report=report,
+            submitted_on=data["submitted_on"],
+            reference=data["reference"],
+            reason=data["reason"],
+        )
+        return _report_response(request, recorded, status.HTTP_200_OK)

@@ -12,7 +12,7 @@ batch cannot be certified (409), strict input — and, for every refusal, that n
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoDbBlocker
 from rest_framework.test import APIClient
 
 from batches import services
@@ -52,9 +53,10 @@ from tests.batches.helpers import (
 )
 from tests.masterfile.helpers import make_effective_version, make_product, signing
 from tests.matrix import ANON, Matrix, only
-from tests.personas import make_persona
+from tests.personas import ALL_PERSONAS, make_persona
 from tests.personas import signature_fields as persona_signature_fields
 from tests.sites.helpers import make_site
+from tests.worlds import refetched, shared_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -79,17 +81,19 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 #
-# The world every test starts from
+# The world every test starts from: built once for the module, each test's changes rolled back
+# (tests/worlds.py)
 #
 
 
-@pytest.fixture
-def plant(persona: Callable[[str], User]) -> Plant:
+def _build_plant() -> Plant:
     """tests.batches.helpers.make_plant, with the personas of the permission matrices: LDS1
     and MAN2 active and listed for CART-01, whose three-step template is approved; the site
-    lead and the operators work at both; the trainer and the integrator at neither."""
-    qa, qp = persona("qa"), persona("qp")
-    lead, operator = persona("site_lead"), persona("operator")
+    lead and the operators work at both; the trainer and the integrator at neither. Every
+    persona is made here, once: the `persona` fixture finds them by username."""
+    people = {name: make_persona(name) for name in ALL_PERSONAS}
+    qa, qp = people["qa"], people["qp"]
+    lead, operator = people["site_lead"], people["operator"]
     operator2 = make_persona("operator", username="operator2")
     reference = make_site(qa, "LDS1", SiteStatus.ACTIVE)
     spoke = make_site(qa, "MAN2", SiteStatus.ACTIVE)
@@ -109,6 +113,20 @@ def plant(persona: Callable[[str], User]) -> Plant:
     make_effective_version(qa, qp, product)
     template = approved_template(qa, product)
     return Plant(qa, qp, lead, operator, operator2, reference, spoke, product, template)
+
+
+@pytest.fixture(scope="module")
+def _shared_plant(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[Plant]:
+    with shared_rows(django_db_blocker):
+        with django_db_blocker.unblock():
+            built = _build_plant()
+        yield built
+
+
+@pytest.fixture
+def plant(db: None, _shared_plant: Plant) -> Plant:
+    """The shared plant as this test finds it: every record read again from the database."""
+    return refetched(_shared_plant)
 
 
 @pytest.fixture
@@ -138,7 +156,9 @@ def draft(plant: Plant) -> BatchTemplate:
 
 
 def token_client(user: User, *, site_codes: list[str] | None = None) -> APIClient:
-    creator = make_persona("sysadmin", username=f"admin-{user.pk}")
+    """A read-write token for `user`, made by the plant's system administrator (made here when
+    the module's plant has none)."""
+    creator = User.objects.filter(username="sysadmin").first() or make_persona("sysadmin")
     _, secret = api_token_create(
         user=user,
         name="site-limited",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoDbBlocker
 
 from batches import services
 from batches.choices import BatchStatus, TemplateStatus
@@ -52,8 +53,9 @@ from tests.batches.helpers import (
 )
 from tests.masterfile.helpers import make_effective_version, make_product, signing
 from tests.matrix import ANON, Matrix, only
-from tests.personas import PASSWORD, login, make_persona, totp_code
+from tests.personas import ALL_PERSONAS, PASSWORD, login, make_persona, totp_code
 from tests.sites.helpers import make_site
+from tests.worlds import refetched, shared_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -61,14 +63,17 @@ Persona = Callable[[str], User]
 
 
 #
-# A plant built from the test's personas (the matrices sign in as them)
+# A plant with the personas (the matrices sign in as them): built once for the module, each
+# test's changes rolled back (tests/worlds.py)
 #
 
 
-def plant_of(p: Persona) -> Plant:
-    """tests.batches.helpers.make_plant with the `persona` fixture's people: LDS1 and MAN2
-    active and listed, CART-01 with an approved three-step template."""
-    qa, qp, lead, operator = p("qa"), p("qp"), p("site_lead"), p("operator")
+def _build_plant() -> Plant:
+    """tests.batches.helpers.make_plant with the personas: LDS1 and MAN2 active and listed,
+    CART-01 with an approved three-step template. Every persona is made here, once: the
+    `persona` fixture finds them by username."""
+    people = {name: make_persona(name) for name in ALL_PERSONAS}
+    qa, qp, lead, operator = people["qa"], people["qp"], people["site_lead"], people["operator"]
     operator2 = make_persona("operator", username="operator2")
     reference = make_site(qa, "LDS1", SiteStatus.ACTIVE)
     spoke = make_site(qa, "MAN2", SiteStatus.ACTIVE)
@@ -90,12 +95,24 @@ def plant_of(p: Persona) -> Plant:
     return Plant(qa, qp, lead, operator, operator2, reference, spoke, product, template)
 
 
+@pytest.fixture(scope="module")
+def _shared_plant(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[Plant]:
+    with shared_rows(django_db_blocker):
+        with django_db_blocker.unblock():
+            built = _build_plant()
+        yield built
+
+
+@pytest.fixture(autouse=True)
+def _plant_of_the_test(persona: Persona, _shared_plant: Plant) -> None:
+    """The shared plant as this test finds it (every record read again from the database), kept
+    on the test's own persona function for `_plant`."""
+    persona.plant = refetched(_shared_plant)  # type: ignore[attr-defined]
+
+
 def _plant(p: Persona) -> Plant:
-    """One plant per test, kept on the test's own persona function."""
-    plant: Plant | None = getattr(p, "plant", None)
-    if plant is None:
-        plant = plant_of(p)
-        p.plant = plant  # type: ignore[attr-defined]
+    """The test's plant (`_plant_of_the_test`)."""
+    plant: Plant = p.plant  # type: ignore[attr-defined]
     return plant
 
 

@@ -34,7 +34,18 @@ Cases:
                   page, a plain read of the records and a sign-off with no curriculum, with their
                   query counts. See tests/bench/training.py.
 
-`--only audit|sites|masterfile|batches|deviations|training` runs one group.
+  comparability page, site chart, chart rendering and evaluation: a product made at
+                  `--cmp-sites` sites with `--cmp-results` results each, vs. the home page, an
+                  empty chart and one grouped summary query, with the page's query counts. See
+                  tests/bench/comparability.py.
+
+  oversight dashboard: `--ov-sites` sites, each with batches, deviations, CAPAs, audits,
+                  comparability snapshots and `--ov-people` trained people; the page and its
+                  polled table vs the site list, with their query counts and each column's
+                  time. See tests/bench/oversight.py.
+
+`--only audit|sites|masterfile|batches|deviations|training|comparability|oversight` runs one
+group.
 """
 
 from __future__ import annotations
@@ -156,9 +167,26 @@ def main(argv: list[str] | None = None) -> int:
         "--training-items", type=int, default=50, help="Items in the site's curriculum."
     )
     parser.add_argument("--signoffs", type=int, default=30, help="Step sign-offs timed.")
+    parser.add_argument("--cmp-sites", type=int, default=200, help="Sites making the product.")
+    parser.add_argument("--cmp-results", type=int, default=1000, help="Results per site.")
+    parser.add_argument("--ov-sites", type=int, default=200, help="Sites on the dashboard.")
+    parser.add_argument("--ov-people", type=int, default=8, help="People at each site.")
+    parser.add_argument("--ov-items", type=int, default=20, help="Items in the curriculum.")
+    parser.add_argument("--ov-batches", type=int, default=100_000, help="Batches in the table.")
+    parser.add_argument("--ov-recent", type=int, default=8_000, help="Of which last 30 days.")
     parser.add_argument(
         "--only",
-        choices=["all", "audit", "sites", "masterfile", "batches", "deviations", "training"],
+        choices=[
+            "all",
+            "audit",
+            "sites",
+            "masterfile",
+            "batches",
+            "deviations",
+            "training",
+            "comparability",
+            "oversight",
+        ],
         default="all",
     )
     args = parser.parse_args(argv)
@@ -174,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     from tests.bench.batches import BatchBenchReport, run_batches
+    from tests.bench.comparability import ComparabilityBenchReport, run_comparability
     from tests.bench.deviations import DeviationBenchReport, run_deviations
     from tests.bench.masterfile import ExportBenchReport, run_master_file_export
+    from tests.bench.oversight import OversightBenchReport, run_oversight
     from tests.bench.sites import SitePagesReport, run_site_pages
     from tests.bench.training import TrainingBenchReport, run_training
 
@@ -184,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = BatchBenchReport([], [], [])
     dev = DeviationBenchReport([], [], [])
     train = TrainingBenchReport([], [], [])
+    cmp = ComparabilityBenchReport([], [], [])
+    board = OversightBenchReport([], [], [])
     try:
         started = time.perf_counter()
         results = _run(args.n, args.repeats) if args.only in ("all", "audit") else []
@@ -213,15 +245,34 @@ def main(argv: list[str] | None = None) -> int:
                 repeats=args.page_repeats,
                 signoffs=args.signoffs,
             )
+        if args.only in ("all", "comparability"):
+            cmp = run_comparability(
+                sites=args.cmp_sites, results=args.cmp_results, repeats=args.page_repeats
+            )
+        if args.only in ("all", "oversight"):
+            board = run_oversight(
+                sites=args.ov_sites,
+                people=args.ov_people,
+                items=args.ov_items,
+                batches=args.ov_batches,
+                recent=args.ov_recent,
+                repeats=args.page_repeats,
+            )
         results += pages.results + export.results + batch.results + dev.results + train.results
+        results += cmp.results + board.results
         pages = SitePagesReport(
             pages.results,
-            pages.queries + batch.queries + dev.queries + train.queries,
+            pages.queries
+            + batch.queries
+            + dev.queries
+            + train.queries
+            + cmp.queries
+            + board.queries,
             pages.notes,
         )
         export = ExportBenchReport(
             export.results,
-            export.notes + batch.notes + dev.notes + train.notes,
+            export.notes + batch.notes + dev.notes + train.notes + cmp.notes + board.notes,
             export.within_aims,
         )
         elapsed = time.perf_counter() - started

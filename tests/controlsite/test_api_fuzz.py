@@ -7,6 +7,7 @@ that matches the document — never a server error.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,22 +15,35 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
+from pytest_django import DjangoDbBlocker
 from schemathesis.checks import positive_data_acceptance
 
+from controlsite.accounts.models import User
 from controlsite.api.models import TokenScope
 from controlsite.api.tokens import api_token_create
 from controlsite.wsgi import application
 from tests.masterfile.helpers import make_product
 from tests.personas import make_persona
 from tests.sites.helpers import make_site
+from tests.worlds import shared_rows
+
+
+@pytest.fixture(scope="module")
+def _qa_and_a_product(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """QA, a site and a product with its master file, first draft and sections: small ids name
+    real records, so the fuzzer reaches the operations themselves and not only their 404s.
+    Built once for the module (tests/worlds.py); what each test's requests write is rolled back
+    when the test ends."""
+    with shared_rows(django_db_blocker):
+        with django_db_blocker.unblock():
+            qa = make_persona("qa")
+            make_product(qa, make_site(qa, "FZ1"))
+        yield
 
 
 @pytest.fixture
-def qa_token(db: None, request: pytest.FixtureRequest) -> str:
-    qa = make_persona("qa")
-    # A site and a product with its master file, first draft and sections: small ids name real
-    # records, so the fuzzer reaches the operations themselves and not only their 404s.
-    make_product(qa, make_site(qa, "FZ1"))
+def qa_token(db: None, _qa_and_a_product: None, request: pytest.FixtureRequest) -> str:
+    qa = User.objects.get(username="qa")
     if "/batch" in request.node.name or "/supplies" in request.node.name:
         # For the batches API: an active site with an operator, a product whose master file is
         # in force, its approved template (id 1), a draft of the next (id 2) and a batch.

@@ -12,16 +12,18 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoDbBlocker
 from rest_framework.test import APIClient
 
 from controlsite.accounts.models import User
@@ -36,9 +38,10 @@ from sites.models import Site
 from sites.services import membership_add
 from tests.masterfile.helpers import signing
 from tests.matrix import ANON, Matrix, only
-from tests.personas import make_persona, signature_fields
+from tests.personas import ALL_PERSONAS, make_persona, signature_fields
 from tests.sites.helpers import make_site
 from tests.training.helpers import curriculum, issue, item, make_procedure
+from tests.worlds import media_copy, refetched, shared_rows
 from training import services
 from training.choices import AssignmentStatus, ItemKind, VersionStatus
 from training.events import TrainingEvent
@@ -57,12 +60,6 @@ pytestmark = pytest.mark.django_db
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(autouse=True)
-def _media(settings: Any, tmp_path: Path) -> None:
-    """Procedure files go to a directory of the test's own."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def _day(days: int) -> dt.date:
     return timezone.localdate() + dt.timedelta(days=days)
 
@@ -76,7 +73,8 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def token_client(user: User, *, site_codes: list[str] | None = None) -> APIClient:
-    creator = make_persona("sysadmin", username=f"admin-{user.pk}")
+    """A read-write token for `user`, made by the world's system administrator."""
+    creator = User.objects.get(username="sysadmin")
     _, secret = api_token_create(
         user=user,
         name="test",
@@ -97,7 +95,7 @@ def pdf(text: str = "procedure", name: str = "sop.pdf") -> SimpleUploadedFile:
 
 
 #
-# The world every test starts from
+# The world every test starts from: built once for the module, each test's changes rolled back
 #
 
 
@@ -118,14 +116,22 @@ class World:
     assignment: Assignment  # the operator's open assignment to read SOP-MFG-001 v1
 
 
-@pytest.fixture
-def world(persona: Callable[[str], User]) -> World:
+@dataclasses.dataclass(frozen=True)
+class SharedWorld:
+    world: World
+    media: Path
+
+
+def _build_world() -> World:
     """LDS1 with its site lead and operator, MAN2 with a second operator; SOP-MFG-001 v1 in
     force; a practical assessment; the LDS1 operator curriculum (induction, the SOP, the
     assessment), so the operator has assignments; and the operator's signed induction. The
-    trainer, the QP, the inspector and the integrator work at no site."""
-    qa, trainer = persona("qa"), persona("trainer")
-    lead, operator = persona("site_lead"), persona("operator")
+    trainer, the QP, the inspector and the integrator work at no site; the system administrator
+    and the outsider have no API. Every persona is made here, once: the `persona` fixture finds
+    them by username."""
+    people = {name: make_persona(name) for name in ALL_PERSONAS}
+    qa, trainer = people["qa"], people["trainer"]
+    lead, operator = people["site_lead"], people["operator"]
     operator2 = make_persona("operator", username="operator2")
     lds1, man2 = make_site(qa, "LDS1"), make_site(qa, "MAN2")
     for site, user, role in (
@@ -167,6 +173,34 @@ def world(persona: Callable[[str], User]) -> World:
         record,
         assignment,
     )
+
+
+@pytest.fixture(scope="module")
+def _shared_world(
+    django_db_setup: None,
+    django_db_blocker: DjangoDbBlocker,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SharedWorld]:
+    """The world, built once for the module (tests/worlds.py); each test's changes to it are
+    rolled back when the test ends."""
+    media = tmp_path_factory.mktemp("training-api-media")
+    with shared_rows(django_db_blocker):
+        with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=media):
+            built = _build_world()
+        yield SharedWorld(built, media)
+
+
+@pytest.fixture
+def world(db: None, _shared_world: SharedWorld) -> World:
+    """The shared world as this test finds it: every record read again from the database."""
+    return refetched(_shared_world.world)
+
+
+@pytest.fixture(autouse=True)
+def _media(settings: Any, tmp_path: Path, _shared_world: SharedWorld) -> None:
+    """Procedure files go to a directory of the test's own, which starts as a copy of the
+    shared world's files."""
+    settings.MEDIA_ROOT = media_copy(_shared_world.media, tmp_path)
 
 
 def signed(persona: Callable[[str], User], who: str, **fields: Any) -> dict[str, Any]:

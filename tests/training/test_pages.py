@@ -10,15 +10,17 @@ import csv
 import dataclasses
 import datetime as dt
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoDbBlocker
 
 from controlsite.accounts.models import User
 from controlsite.audit.context import audit_context
@@ -29,9 +31,10 @@ from sites.choices import SiteRole, SiteStatus
 from sites.models import Site
 from tests.masterfile.helpers import signing
 from tests.matrix import ANON, Matrix, only
-from tests.personas import PASSWORD, login, make_persona
+from tests.personas import ALL_PERSONAS, PASSWORD, login, make_persona
 from tests.sites.helpers import make_site
 from tests.training.helpers import curriculum, issue, item, make_procedure, sop_file
+from tests.worlds import media_copy, refetched, shared_rows
 from training import selectors, services
 from training.choices import AssignmentStatus, CellState, ItemKind, RecordMethod
 from training.models import (
@@ -51,7 +54,8 @@ Persona = Callable[[str], User]
 
 
 #
-# A site with people, a procedure in force and a curriculum, built from the test's personas
+# A site with people, a procedure in force and a curriculum: built once for the module, each
+# test's changes rolled back (tests/worlds.py)
 #
 
 
@@ -68,13 +72,19 @@ class Place:
     curriculum: Curriculum
 
 
-def place_of(p: Persona) -> Place:
+@dataclasses.dataclass(frozen=True)
+class SharedPlace:
+    place: Place
+    media: Path
+
+
+def _build_place() -> Place:
     """LDS1 (active) with the persona site lead and operator; SOP-MFG-001 v1 in force; the
-    operators' curriculum at LDS1 needs the SOP and the GxP induction."""
-    place: Place | None = getattr(p, "place", None)
-    if place is not None:
-        return place
-    qa, trainer, lead, operator = p("qa"), p("trainer"), p("site_lead"), p("operator")
+    operators' curriculum at LDS1 needs the SOP and the GxP induction. Every persona is made
+    here, once: the `persona` fixture finds them by username."""
+    people = {name: make_persona(name) for name in ALL_PERSONAS}
+    qa, trainer = people["qa"], people["trainer"]
+    lead, operator = people["site_lead"], people["operator"]
     site = make_site(qa, "LDS1")
     for user, role in ((lead, SiteRole.SITE_LEAD), (operator, SiteRole.SITE_OPERATOR)):
         site_services.membership_add(actor=qa, site=site, user=user, role=role, reason="joins")
@@ -82,14 +92,33 @@ def place_of(p: Persona) -> Place:
     v1 = issue(qa, procedure, summary="First issue.")
     sop = procedure.training_item
     made = curriculum(trainer, "site_operator", site, sop, item("GXP-IND"))
-    place = Place(qa, trainer, lead, operator, site, procedure, v1, sop, made)
-    p.place = place  # type: ignore[attr-defined]
-    return place
+    return Place(qa, trainer, lead, operator, site, procedure, v1, sop, made)
+
+
+@pytest.fixture(scope="module")
+def _shared_place(
+    django_db_setup: None,
+    django_db_blocker: DjangoDbBlocker,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SharedPlace]:
+    media = tmp_path_factory.mktemp("training-pages-media")
+    with shared_rows(django_db_blocker):
+        with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=media):
+            built = _build_place()
+        yield SharedPlace(built, media)
+
+
+@pytest.fixture(autouse=True)
+def _media(settings: Any, tmp_path: Path, _shared_place: SharedPlace) -> None:
+    """Procedure files go to a directory of the test's own, which starts as a copy of the
+    shared place's files."""
+    settings.MEDIA_ROOT = media_copy(_shared_place.media, tmp_path)
 
 
 @pytest.fixture
-def place(persona: Persona) -> Place:
-    return place_of(persona)
+def place(db: None, _shared_place: SharedPlace) -> Place:
+    """The shared place as this test finds it: every record read again from the database."""
+    return refetched(_shared_place.place)
 
 
 def sig(
@@ -235,8 +264,7 @@ PAGE_CASES = [
 
 
 @pytest.mark.parametrize(("matrix", "who", "expected"), PAGE_CASES)
-def test_who_may_open_each_training_page(persona, browser_as, matrix, who, expected):
-    place = place_of(persona)
+def test_who_may_open_each_training_page(place, browser_as, matrix, who, expected):
     url = PAGES[matrix.name](place)
     response = browser_as(who).get(url)
     response.close()  # a file download is streamed from an open file
@@ -246,8 +274,7 @@ def test_who_may_open_each_training_page(persona, browser_as, matrix, who, expec
 
 
 @pytest.mark.parametrize(("who", "expected"), SITE_MATRIX.cases())
-def test_the_matrix_csv_is_as_private_as_the_matrix(persona, browser_as, who, expected):
-    place = place_of(persona)
+def test_the_matrix_csv_is_as_private_as_the_matrix(place, browser_as, who, expected):
     response = browser_as(who).get(_url("matrix", place.site.code), {"format": "csv"})
     assert response.status_code == expected
     if expected == 200:
@@ -421,8 +448,7 @@ POST_CASES = [
 
 
 @pytest.mark.parametrize(("matrix", "who", "expected"), POST_CASES)
-def test_who_may_post_each_training_form(persona, browser_as, matrix, who, expected):
-    place = place_of(persona)
+def test_who_may_post_each_training_form(persona, place, browser_as, matrix, who, expected):
     url, data = POSTS[matrix.name](place, _signer(place, who, persona))
     before = AuditEvent.objects.count()
     response = browser_as(who).post(url, data)
