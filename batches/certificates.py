@@ -24,7 +24,7 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from batches import pdf as batch_pdf
@@ -41,18 +41,11 @@ from controlsite.errors import ConflictError, PermissionRefusedError
 from controlsite.files import stored_sha256
 from masterfile import pdf
 from masterfile.choices import ExportStatus
-from masterfile.exports import read_only_snapshot
+from masterfile.pdfjobs import TRANSIENT_ERRORS, read_only_snapshot
 
 logger = logging.getLogger(__name__)
 
 
-# Worth another attempt: the database or the network was briefly away.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
 ERROR_MAX = 2000
 
 

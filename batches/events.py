@@ -46,6 +46,7 @@ class ComparabilityEvent(StrEnum):
     CHECK_RECORDED = "batches.comparability_check_recorded"
     CHECK_REVIEWED = "batches.comparability_check_reviewed"
     CHECK_CANCELLED = "batches.comparability_check_cancelled"
+    CHECK_OVERDUE = "batches.comparability_check_overdue"
 
 
 LABELS: dict[str, str] = {
@@ -79,6 +80,7 @@ LABELS: dict[str, str] = {
     ComparabilityEvent.CHECK_RECORDED: "Comparability check results recorded",
     ComparabilityEvent.CHECK_REVIEWED: "Comparability check reviewed",
     ComparabilityEvent.CHECK_CANCELLED: "Comparability check cancelled",
+    ComparabilityEvent.CHECK_OVERDUE: "Comparability check overdue: QA and site leads told",
 }
 
 

@@ -865,6 +865,12 @@ class ComparabilityCheck(TimeStampedModel):
         null=True,
         blank=True,
     )
+    overdue_notified_on = models.DateField(
+        _("overdue reminder sent on"),
+        null=True,
+        blank=True,
+        help_text=_("QA and the site's leads are told once when the check passes its due date."),
+    )
 
     history = RegulatedHistory()
 

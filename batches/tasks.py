@@ -75,10 +75,11 @@ def comparability_sweep() -> int:
 
 
 @shared_task(base=RegulatedTask, name="batches.comparability_checks_schedule")
-def comparability_checks_schedule() -> int:
-    """Give every active manufacturing site its yearly comparability check (SO-09)."""
-    from batches.comparability.services import checks_schedule_due
+def comparability_checks_schedule() -> dict[str, int]:
+    """Give every active manufacturing site its yearly comparability check, then tell QA and
+    the site's leads of each check newly overdue (SO-09)."""
+    from batches.comparability.services import checks_overdue_remind, checks_schedule_due
     from controlsite.audit.context import audit_context
 
     with audit_context(reason="yearly comparability checks", origin="task"):
-        return checks_schedule_due()
+        return {"scheduled": checks_schedule_due(), "reminded": checks_overdue_remind()}

@@ -14,6 +14,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("raise/", views.raise_deviation, name="raise"),
     path("trends/", views.trends, name="trends"),
+    path("signal/<int:signal_id>/", views.deviation_of_signal, name="of-signal"),
     path("capa/", views.capa_index, name="capa-index"),
     path("capa/<str:number>/", views.capa_detail, name="capa-detail"),
     path("capa/<str:number>/actions/", views.capa_action_add, name="capa-action-add"),

@@ -29,13 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import logging
 from typing import Any
 
-from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -55,10 +51,9 @@ from controlsite.errors import (
     require_reason,
 )
 from controlsite.files import stored_sha256
-from masterfile import pdf
+from masterfile import pdf, pdfjobs
 from masterfile.choices import ExportStatus, ProductSiteRole
 from masterfile.events import MasterFileEvent
-from masterfile.exports import TRANSIENT_ERRORS, read_only_snapshot
 from masterfile.models import (
     ANNUAL_REPORT_FIRST_YEAR,
     SUBMISSION_REFERENCE_MAX,
@@ -73,19 +68,14 @@ from sites.selectors import control_site
 
 logger = logging.getLogger(__name__)
 
-ERROR_MAX = 2000
-ABANDONED_GRACE_SECONDS = 300
 FIGURES_FORMAT = "controlsite.masterfile.annual-report/1"
 FIGURES_NAME = "annual-report-figures.json"
 
-STAGE_QUEUED = "Queued"
 STAGE_COLLECT = (5, "Reading the records")
 STAGE_DRAW = (15, "Drawing the control charts")
 STAGE_HTML = (30, "Building the document")
 STAGE_LAYOUT = (35, "Laying out the pages")
 STAGE_WRITE = (80, "Writing the PDF/A file")
-STAGE_STORE = (95, "Storing the file")
-STAGE_DONE = (100, "Done")
 
 
 #
@@ -206,11 +196,6 @@ def _year(product: Product, value: Any, today: dt.date) -> int:
     return year
 
 
-def _abandoned(report: AnnualReport) -> bool:
-    limit = dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + ABANDONED_GRACE_SECONDS)
-    return report.status == ExportStatus.RUNNING and report.updated_at < timezone.now() - limit
-
-
 def _task() -> Any:
     # Imported late: the task module imports this one.
     from masterfile.tasks import annual_report_make
@@ -247,7 +232,7 @@ def annual_report_request(*, actor: User, product: Product, year: Any) -> tuple[
         # The product's row lock serialises requests for it, so two clicks make one report.
         locked = Product.objects.select_for_update().get(pk=visible.pk)
         running = report_in_flight(locked, year)
-        if running is not None and _abandoned(running):
+        if running is not None and pdfjobs.abandoned(running):
             annual_report_fail(
                 running.pk,
                 "The report was abandoned: its worker stopped while making the PDF. Retry it "
@@ -261,7 +246,7 @@ def annual_report_request(*, actor: User, product: Product, year: Any) -> tuple[
             year=year,
             requested_by=actor,
             status=ExportStatus.QUEUED,
-            stage=STAGE_QUEUED,
+            stage=pdfjobs.STAGE_QUEUED,
             created_by=actor,
         )
         audit_event_record(
@@ -302,14 +287,7 @@ def annual_report_retry(*, actor: User, report: AnnualReport) -> AnnualReport:
                 extra={"report": running.pk},
             )
         previous_error = locked.error
-        locked.status = ExportStatus.QUEUED
-        locked.stage = STAGE_QUEUED
-        locked.progress = 0
-        locked.error = ""
-        locked.finished_at = None
-        locked.save(
-            update_fields=["status", "stage", "progress", "error", "finished_at", "updated_at"]
-        )
+        pdfjobs.requeued(locked)
         audit_event_record(
             event_type=MasterFileEvent.ANNUAL_REPORT_RETRIED,
             actor=actor,
@@ -656,109 +634,28 @@ def annual_report_html(doc: AnnualReportDocument, sections: list[reports.Collect
 
 
 #
-# The task body
+# The task body (masterfile/pdfjobs.py)
 #
-
-
-def _claim(report_id: int) -> AnnualReport | None:
-    with transaction.atomic(), audit_context(reason="annual report started"):
-        report = AnnualReport.objects.select_for_update().get(pk=report_id)
-        if report.status in (ExportStatus.DONE, ExportStatus.FAILED):
-            return None  # finished, or failed until someone retries it
-        report.status = ExportStatus.RUNNING
-        report.progress, report.stage = STAGE_COLLECT
-        report.attempts += 1
-        report.error = ""
-        report.started_at = timezone.now()
-        report.save(
-            update_fields=[
-                "status",
-                "progress",
-                "stage",
-                "attempts",
-                "error",
-                "started_at",
-                "updated_at",
-            ]
-        )
-    return report
-
-
-def _tick(report: AnnualReport, milestone: tuple[int, str]) -> None:
-    """Move the progress bar. Operational, not GMP data: no history row for a tick."""
-    report.progress, report.stage = milestone
-    report.skip_history_when_saving = True  # type: ignore[attr-defined]
-    try:
-        with transaction.atomic():
-            report.save(update_fields=["progress", "stage", "updated_at"])
-    finally:
-        del report.skip_history_when_saving  # type: ignore[attr-defined]
-
-
-def _requeue(report_id: int, exc: BaseException) -> None:
-    try:
-        with transaction.atomic(), audit_context(reason="annual report waiting to retry"):
-            report = AnnualReport.objects.select_for_update().get(pk=report_id)
-            if report.status != ExportStatus.RUNNING:
-                return
-            report.status = ExportStatus.QUEUED
-            report.progress = 0
-            report.stage = f"Waiting to retry after: {type(exc).__name__}"[:60]
-            report.save(update_fields=["status", "progress", "stage", "updated_at"])
-    except TRANSIENT_ERRORS:
-        logger.warning("Annual report %s could not be put back in the queue", report_id)
-
-
-def _error_text(exc: BaseException) -> str:
-    message = str(exc).strip() or "no message"
-    return f"The report could not be made ({type(exc).__name__}): {message}"[:ERROR_MAX]
 
 
 def annual_report_fail(report_id: int, error: str) -> None:
     """Mark a report failed with a readable error and an `annual_report_failed` audit event
     (unless it already finished). Used by the task body and by the task once its retries are
     spent."""
-    with transaction.atomic(), audit_context(reason="annual report failed"):
-        report = (
-            AnnualReport.objects.select_for_update(of=("self",))
-            .select_related("product")
-            .filter(pk=report_id)
-            .first()
-        )
-        if report is None or report.status in (ExportStatus.DONE, ExportStatus.FAILED):
-            return
-        report.status = ExportStatus.FAILED
-        report.stage = "Failed"
-        report.error = error[:ERROR_MAX]
-        report.finished_at = timezone.now()
-        report.save(update_fields=["status", "stage", "error", "finished_at", "updated_at"])
-        audit_event_record(
-            event_type=MasterFileEvent.ANNUAL_REPORT_FAILED,
-            target=report,
-            as_system=True,
-            extra={**_extra(report), "attempts": report.attempts, "error": report.error[:500]},
-        )
+    pdfjobs.fail(ANNUAL_REPORT_JOB, report_id, error)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Made:
-    content: bytes
-    pages: int
-    as_at: dt.datetime
-    whole_year: bool
-
-
-def _render(report: AnnualReport) -> _Made:
+def _render(report: AnnualReport) -> pdfjobs.Made:
     """Collect, draw, build, lay out and write; outside any transaction."""
     if connection.in_atomic_block:
         raise pdf.RenderInTransactionError(
             "An annual report must be rendered outside any database transaction."
         )
-    with read_only_snapshot():
+    with pdfjobs.read_only_snapshot():
         doc = annual_report_collect(report, now=timezone.now())
-    _tick(report, STAGE_DRAW)
+    pdfjobs.tick(report, STAGE_DRAW)
     sections = reports.draw(doc.sections)
-    _tick(report, STAGE_HTML)
+    pdfjobs.tick(report, STAGE_HTML)
     html = annual_report_html(doc, sections)
     attachment = pdf.json_attachment(
         name=FIGURES_NAME,
@@ -768,106 +665,38 @@ def _render(report: AnnualReport) -> _Made:
     )
     scope = doc.scope
     del doc, sections
-    _tick(report, STAGE_LAYOUT)
+    pdfjobs.tick(report, STAGE_LAYOUT)
     document = pdf.layout(html)
     del html
-    _tick(report, STAGE_WRITE)
+    pdfjobs.tick(report, STAGE_WRITE)
     content = pdf.write_pdfa(document, attachments=[attachment])
-    return _Made(content, len(document.pages), scope.as_at, scope.complete)
+    return made(content, len(document.pages), as_at=scope.as_at, whole_year=scope.complete)
 
 
-def _store(report: AnnualReport, content: bytes) -> str:
-    name = annual_report_upload_to(report, report.filename)
-    stored: str = default_storage.save(name, ContentFile(content))
-    return stored
+def made(content: bytes, pages: int, *, as_at: dt.datetime, whole_year: bool) -> pdfjobs.Made:
+    """What a report's rendering made: the moment its records were read and whether they
+    cover the whole year are recorded on the row and in the completion event."""
+    return pdfjobs.Made(
+        content,
+        pages,
+        fields={"data_as_at": as_at, "year_complete": whole_year},
+        event={"data_as_at": as_at, "whole_year": whole_year},
+    )
 
 
-def _finish(report_id: int, *, stored: str, sha256: str, size: int, made: _Made) -> bool:
-    with transaction.atomic(), audit_context(reason="annual report completed"):
-        report = (
-            AnnualReport.objects.select_for_update(of=("self",))
-            .select_related("product")
-            .get(pk=report_id)
-        )
-        if report.status != ExportStatus.RUNNING:
-            return False  # finished or failed by another run meanwhile: keep that outcome
-        report.file.name = stored
-        report.sha256 = sha256
-        report.size_bytes = size
-        report.page_count = made.pages
-        report.data_as_at = made.as_at
-        report.year_complete = made.whole_year
-        report.status = ExportStatus.DONE
-        report.progress, report.stage = STAGE_DONE
-        report.finished_at = timezone.now()
-        report.save(
-            update_fields=[
-                "file",
-                "sha256",
-                "size_bytes",
-                "page_count",
-                "data_as_at",
-                "year_complete",
-                "status",
-                "progress",
-                "stage",
-                "finished_at",
-                "updated_at",
-            ]
-        )
-        audit_event_record(
-            event_type=MasterFileEvent.ANNUAL_REPORT_COMPLETED,
-            target=report,
-            as_system=True,
-            extra={
-                **_extra(report),
-                "sha256": sha256,
-                "size_bytes": size,
-                "pages": made.pages,
-                "attempts": report.attempts,
-                "file": stored,
-                "data_as_at": made.as_at,
-                "whole_year": made.whole_year,
-            },
-        )
-    return True
-
-
-def _discard(stored: str) -> None:
-    try:
-        default_storage.delete(stored)
-    except OSError:
-        logger.warning("Could not remove the unused annual report file %s", stored)
+ANNUAL_REPORT_JOB = pdfjobs.PdfJob(
+    model=AnnualReport,
+    noun="annual report",
+    related=("product",),
+    completed_event=MasterFileEvent.ANNUAL_REPORT_COMPLETED,
+    failed_event=MasterFileEvent.ANNUAL_REPORT_FAILED,
+    facts=_extra,
+    render=lambda report: _render(report),  # looked up when called: tests replace `_render`
+    upload_to=annual_report_upload_to,
+    collect_stage=STAGE_COLLECT,
+)
 
 
 def annual_report_run(report_id: int) -> None:
-    """Make the PDF of one annual report (the task body). Idempotent: a done or failed report
-    is left as it is. Transient errors put it back in the queue and propagate for the task to
-    retry; any other error marks it failed with a readable message and an event."""
-    report = _claim(report_id)
-    if report is None:
-        return
-    try:
-        made = _render(report)
-        _tick(report, STAGE_STORE)
-    except TRANSIENT_ERRORS as exc:
-        _requeue(report_id, exc)
-        raise
-    except Exception as exc:
-        logger.exception("Annual report %s failed", report_id)
-        annual_report_fail(report_id, _error_text(exc))
-        return
-    sha256, size = hashlib.sha256(made.content).hexdigest(), len(made.content)
-    try:
-        stored = _store(report, made.content)
-    except OSError as exc:  # the storage is unreachable or full: worth another attempt
-        _requeue(report_id, exc)
-        raise
-    try:
-        finished = _finish(report_id, stored=stored, sha256=sha256, size=size, made=made)
-    except TRANSIENT_ERRORS as exc:
-        _discard(stored)
-        _requeue(report_id, exc)
-        raise
-    if not finished:
-        _discard(stored)
+    """Make the PDF of one annual report (the task body): `pdfjobs.run`."""
+    pdfjobs.run(ANNUAL_REPORT_JOB, report_id)

@@ -1,36 +1,19 @@
 """PDF/A exports of master-file versions: request, retry, download record and the task body
 (issue 4 §7-8; design §7; MF-06, DI-07).
 
-An export is a job row (`MasterFileExport`) with its own status and progress, so the page and
-the API know the outcome without asking Redis. The work runs in a Celery task
-(`masterfile.tasks.export_master_file`), which calls `export_run`:
-
-1. claim the row under `select_for_update()` — a finished export is left alone, so a re-run
-   (a redelivered message, a double click) does nothing;
-2. read everything the PDF shows into plain data in one read-only step;
-3. build the HTML and let WeasyPrint lay it out and write it **outside any transaction**, so
-   no lock is held for the seconds that takes;
-4. store the file, then record its SHA-256, size and page count and the completion event in
-   one short transaction.
-
-Transient failures (the database or the storage unreachable) put the row back in the queue and
-propagate, so the task's retry policy runs it again; any other failure is final: the row shows
-the error, the audit trail records it, and `export_retry` queues it again.
+An export is a job row (`MasterFileExport`); the Celery task
+(`masterfile.tasks.export_master_file`) calls `export_run`, which runs the job's life shared
+with the annual report (masterfile/pdfjobs.py): claim the row, read everything the PDF shows in
+one read-only snapshot, lay it out and write it outside any transaction, store the file and
+record its SHA-256, size and page count with the completion event. A failed export stays
+failed until `export_retry` queues it again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from controlsite.accounts import permissions
@@ -41,35 +24,23 @@ from controlsite.audit.services import audit_event_record
 from controlsite.background.tasks import enqueue_on_commit
 from controlsite.errors import ConflictError, PermissionRefusedError
 from controlsite.files import stored_sha256
-from masterfile import pdf
+from masterfile import pdf, pdfjobs
 from masterfile.choices import ExportStatus
 from masterfile.events import MasterFileEvent
 from masterfile.models import MasterFileExport, MasterFileVersion, export_upload_to
 from masterfile.selectors import export_in_flight, exports_visible_to, versions_visible_to
 
-logger = logging.getLogger(__name__)
+# A browser test replaces `_tick` to watch the progress bar move.
+_tick = pdfjobs.tick
+read_only_snapshot = pdfjobs.read_only_snapshot
 
-# Worth another attempt: the database or the network was briefly away. Anything else is a fault
-# in the data or the code, and retrying would only fail again.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    TimeoutError,
-)
-ERROR_MAX = 2000
-# A running export silent for longer than the task time limit plus this is treated as abandoned.
-ABANDONED_GRACE_SECONDS = 300
-
-# Progress milestones (percent, stage). Layout is by far the longest step, so it spans most of
-# the bar; each tick is written in its own short transaction when the step begins.
-STAGE_QUEUED = "Queued"
+# Progress milestones (percent, stage), besides pdfjobs' storing and done. Layout is by far the
+# longest step, so it spans most of the bar; each tick is written in its own short transaction
+# when the step begins.
 STAGE_COLLECT = (5, "Reading the master file")
 STAGE_HTML = (15, "Building the document")
 STAGE_LAYOUT = (20, "Laying out the pages")
 STAGE_WRITE = (75, "Writing the PDF/A file")
-STAGE_STORE = (95, "Storing the file")
-STAGE_DONE = (100, "Done")
 
 
 #
@@ -87,18 +58,10 @@ def _require_exporter(actor: User) -> None:
         )
 
 
-def _abandoned(export: MasterFileExport) -> bool:
-    """A running export that has not moved for longer than a task may live: its worker died
-    and the message is gone. (A live one ticks at every stage, and the hard time limit kills
-    any task that runs longer.)"""
-    limit = dt.timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + ABANDONED_GRACE_SECONDS)
-    return export.status == ExportStatus.RUNNING and export.updated_at < timezone.now() - limit
-
-
 def _in_flight(version: MasterFileVersion) -> MasterFileExport | None:
     """The export of `version` that is queued or running, after failing any abandoned one."""
     running = export_in_flight(version)
-    if running is not None and _abandoned(running):
+    if running is not None and pdfjobs.abandoned(running):
         export_fail(
             running.pk,
             "The export was abandoned: its worker stopped while making the PDF. "
@@ -161,7 +124,7 @@ def export_request(*, actor: User, version: MasterFileVersion) -> MasterFileExpo
             version=locked,
             requested_by=actor,
             status=ExportStatus.QUEUED,
-            stage=STAGE_QUEUED,
+            stage=pdfjobs.STAGE_QUEUED,
             watermarked=locked.status in pdf.WATERMARKED_STATUSES,
             created_by=actor,
         )
@@ -205,14 +168,7 @@ def export_retry(*, actor: User, export: MasterFileExport) -> MasterFileExport:
                 extra={"export": running.pk},
             )
         previous_error = locked.error
-        locked.status = ExportStatus.QUEUED
-        locked.stage = STAGE_QUEUED
-        locked.progress = 0
-        locked.error = ""
-        locked.finished_at = None
-        locked.save(
-            update_fields=["status", "stage", "progress", "error", "finished_at", "updated_at"]
-        )
+        pdfjobs.requeued(locked)
         audit_event_record(
             event_type=MasterFileEvent.EXPORT_RETRIED,
             actor=actor,
@@ -271,112 +227,18 @@ def export_download_record(*, actor: User, export: MasterFileExport) -> None:
 
 
 #
-# The task body
+# The task body (masterfile/pdfjobs.py)
 #
-
-
-def _claim(export_id: int) -> MasterFileExport | None:
-    """Mark the export running, or return None if there is nothing to do."""
-    with transaction.atomic():
-        export = MasterFileExport.objects.select_for_update().get(pk=export_id)
-        if export.status == ExportStatus.DONE:
-            return None  # a re-run of a finished export does nothing
-        if export.status == ExportStatus.FAILED:
-            return None  # final until someone retries it (export_retry)
-        # QUEUED, or RUNNING after a worker died mid-way (acks_late redelivers): start over.
-        progress, stage = STAGE_COLLECT
-        export.status = ExportStatus.RUNNING
-        export.progress, export.stage = progress, stage
-        export.attempts += 1
-        export.error = ""
-        export.started_at = timezone.now()
-        export.save(
-            update_fields=[
-                "status",
-                "progress",
-                "stage",
-                "attempts",
-                "error",
-                "started_at",
-                "updated_at",
-            ]
-        )
-    return export
-
-
-def _tick(export: MasterFileExport, milestone: tuple[int, str]) -> None:
-    export.progress, export.stage = milestone
-    with transaction.atomic():
-        export.save(update_fields=["progress", "stage", "updated_at"])
-
-
-def _requeue(export_id: int, exc: BaseException) -> None:
-    """Put a running export back in the queue before a transient failure propagates, so the
-    retry can claim it. If even that fails, the row stays running, which a retry also claims."""
-    try:
-        with transaction.atomic():
-            export = MasterFileExport.objects.select_for_update().get(pk=export_id)
-            if export.status != ExportStatus.RUNNING:
-                return
-            export.status = ExportStatus.QUEUED
-            export.progress = 0
-            export.stage = f"Waiting to retry after: {type(exc).__name__}"[:60]
-            export.save(update_fields=["status", "progress", "stage", "updated_at"])
-    except TRANSIENT_ERRORS:
-        logger.warning("Export %s could not be put back in the queue", export_id)
-
-
-def _error_text(exc: BaseException) -> str:
-    message = str(exc).strip() or "no message"
-    return f"The PDF could not be made ({type(exc).__name__}): {message}"[:ERROR_MAX]
 
 
 def export_fail(export_id: int, error: str) -> None:
     """Mark an export failed with a readable error and an `export_failed` audit event (unless it
     already finished). Used by `export_run` and by the task once its retries are spent."""
-    with transaction.atomic(), audit_context(reason="master file export failed"):
-        export = (
-            MasterFileExport.objects.select_for_update()
-            .select_related("version__master_file__product")
-            .filter(pk=export_id)
-            .first()
-        )
-        if export is None or export.status in (ExportStatus.DONE, ExportStatus.FAILED):
-            return
-        export.status = ExportStatus.FAILED
-        export.stage = "Failed"
-        export.error = error[:ERROR_MAX]
-        export.finished_at = timezone.now()
-        export.save(update_fields=["status", "stage", "error", "finished_at", "updated_at"])
-        audit_event_record(
-            event_type=MasterFileEvent.EXPORT_FAILED,
-            target=export,
-            as_system=True,
-            extra={
-                **_export_extra(export, export.version),
-                "attempts": export.attempts,
-                "error": export.error[:500],
-            },
-        )
+    pdfjobs.fail(EXPORT_JOB, export_id, error)
 
 
-@contextmanager
-def read_only_snapshot() -> Iterator[None]:
-    """One consistent, read-only view of the database for the collect step. On PostgreSQL a
-    REPEATABLE READ READ ONLY transaction: every query sees the same moment and none can write.
-    SQLite (demo and tests) reads in autocommit: its transactions take the write lock."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
-
-
-def _render(export: MasterFileExport) -> tuple[bytes, int]:
-    """Collect, build, lay out and write; outside any transaction. Returns (pdf, pages), and
-    sets `export.watermarked` (in memory) from the status of the content it read."""
+def _render(export: MasterFileExport) -> pdfjobs.Made:
+    """Collect, build, lay out and write; outside any transaction."""
     if connection.in_atomic_block:
         raise pdf.RenderInTransactionError(
             "A master-file export must be rendered outside any database transaction."
@@ -385,7 +247,8 @@ def _render(export: MasterFileExport) -> tuple[bytes, int]:
         document_data = pdf.master_file_collect(export, now=timezone.now())
     _tick(export, STAGE_HTML)
     html = pdf.master_file_html(document_data)
-    export.watermarked = document_data.watermarked
+    # The watermark follows the status of the content read, whatever the version is now.
+    watermarked = document_data.watermarked
     trail = pdf.json_attachment(
         name="audit-trail.json",
         text=pdf.to_json(document_data.audit_trail),
@@ -399,110 +262,22 @@ def _render(export: MasterFileExport) -> tuple[bytes, int]:
     del html
     _tick(export, STAGE_WRITE)
     content = pdf.write_pdfa(document, attachments=[trail])
-    return content, len(document.pages)
+    return pdfjobs.Made(content, len(document.pages), fields={"watermarked": watermarked})
 
 
-def _store(export: MasterFileExport, content: bytes) -> str:
-    name = export_upload_to(export, export.filename)
-    stored: str = default_storage.save(name, ContentFile(content))
-    return stored
-
-
-def _finish(
-    export_id: int, *, stored: str, sha256: str, size: int, pages: int, watermarked: bool
-) -> MasterFileExport | None:
-    with transaction.atomic(), audit_context(reason="master file export completed"):
-        export = (
-            MasterFileExport.objects.select_for_update()
-            .select_related("version__master_file__product")
-            .get(pk=export_id)
-        )
-        if export.status != ExportStatus.RUNNING:
-            return None  # finished or failed by another run meanwhile: keep that outcome
-        export.file.name = stored
-        export.sha256 = sha256
-        export.size_bytes = size
-        export.page_count = pages
-        export.watermarked = watermarked
-        export.status = ExportStatus.DONE
-        export.progress, export.stage = STAGE_DONE
-        export.finished_at = timezone.now()
-        export.save(
-            update_fields=[
-                "file",
-                "sha256",
-                "size_bytes",
-                "page_count",
-                "watermarked",
-                "status",
-                "progress",
-                "stage",
-                "finished_at",
-                "updated_at",
-            ]
-        )
-        audit_event_record(
-            event_type=MasterFileEvent.EXPORT_COMPLETED,
-            target=export,
-            as_system=True,
-            extra={
-                **_export_extra(export, export.version),
-                "sha256": sha256,
-                "size_bytes": size,
-                "pages": pages,
-                "attempts": export.attempts,
-                "file": stored,
-            },
-        )
-    return export
-
-
-def _discard(stored: str) -> None:
-    try:
-        default_storage.delete(stored)
-    except OSError:
-        logger.warning("Could not remove the unused export file %s", stored)
+EXPORT_JOB = pdfjobs.PdfJob(
+    model=MasterFileExport,
+    noun="master file export",
+    related=("version__master_file__product",),
+    completed_event=MasterFileEvent.EXPORT_COMPLETED,
+    failed_event=MasterFileEvent.EXPORT_FAILED,
+    facts=lambda export: _export_extra(export, export.version),
+    render=lambda export: _render(export),  # looked up when called: tests replace `_render`
+    upload_to=export_upload_to,
+    collect_stage=STAGE_COLLECT,
+)
 
 
 def export_run(export_id: int) -> None:
-    """Make the PDF of one export (the task body; design §7, issue 4 §8).
-
-    Idempotent: a done (or failed) export is left as it is. Transient errors put the export
-    back in the queue and propagate for the task to retry; any other error marks it failed
-    with a readable message and an `export_failed` event, and does not propagate.
-    """
-    export = _claim(export_id)
-    if export is None:
-        return
-    try:
-        content, pages = _render(export)
-        _tick(export, STAGE_STORE)
-    except TRANSIENT_ERRORS as exc:
-        _requeue(export_id, exc)
-        raise
-    except Exception as exc:
-        logger.exception("Master file export %s failed", export_id)
-        export_fail(export_id, _error_text(exc))
-        return
-    sha256, size = hashlib.sha256(content).hexdigest(), len(content)
-    try:
-        stored = _store(export, content)
-    except OSError as exc:  # the storage is unreachable or full: worth another attempt
-        _requeue(export_id, exc)
-        raise
-    del content
-    try:
-        finished = _finish(
-            export_id,
-            stored=stored,
-            sha256=sha256,
-            size=size,
-            pages=pages,
-            watermarked=export.watermarked,
-        )
-    except TRANSIENT_ERRORS as exc:
-        _discard(stored)
-        _requeue(export_id, exc)
-        raise
-    if finished is None:
-        _discard(stored)
+    """Make the PDF of one export (the task body; design §7, issue 4 §8): `pdfjobs.run`."""
+    pdfjobs.run(EXPORT_JOB, export_id)

@@ -751,7 +751,7 @@ def _reason_field() -> serializers.CharField:
 class CheckScheduleSerializer(StrictSerializer):
     product = ProductCodeField()
     site = SiteCodeField(help_text="The site to check, not the product's reference site.")
-    due_on = serializers.DateField(help_text="The day the check is due.")
+    due_on = serializers.DateField(help_text="The day the check is due: today or later.")
     reason = _reason_field()
 
 
@@ -852,7 +852,8 @@ class ComparabilityCheckViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
     @extend_schema(
         summary="Schedule a check",
         description="Against the product's reference site; 409 `check_open` while the site has "
-        "an open check for the product, 409 `reference_site` for the reference site itself. "
+        "an open check for the product, 409 `reference_site` for the reference site itself, "
+        "400 `due_in_past` for a due date before today. "
         "A product or site you cannot see is 400 `unknown_product` / `unknown_site`."
         + _QA_ONLY
         + _REASON_NOTE

@@ -161,14 +161,17 @@ def _checks(people: People) -> None:
         if ComparabilityCheck.objects.filter(product=product, site=site).exists():
             continue
         key = next(spec.key for spec in PRODUCTS if spec.product == code)
+        overdue = how == "overdue"
+        # The overdue check is the yearly schedule's: it finds the site's last check reviewed
+        # 377 days ago (a person may not schedule a check already late).
         check = comparability.check_schedule(
-            actor=people.qa,
+            actor=None if overdue else people.qa,
             product=product,
             site=site,
-            due_on=today + dt.timedelta(days=-12 if how == "overdue" else 30),
+            due_on=today + dt.timedelta(days=-12 if overdue else 30),
             reason="Yearly comparability check (SOP-QA-014).",
         )
-        if how == "overdue":
+        if overdue:
             continue
         comparability.check_record(
             actor=people.qa,
@@ -191,6 +194,8 @@ def _checks(people: People) -> None:
                 credentials=people.sign_qa(),
                 reason="Annual comparability check reviewed.",
             )
+    # The overdue check's reminder to QA and the site's leads, as the daily beat sends it.
+    comparability.checks_overdue_remind()
 
 
 def load_demo_comparability() -> demo.DemoSection:

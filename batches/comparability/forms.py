@@ -151,6 +151,7 @@ class CheckScheduleForm(forms.Form):
         kwargs.setdefault("prefix", "schedule")
         kwargs.setdefault("initial", {"due_on": timezone.localdate() + dt.timedelta(days=30)})
         super().__init__(*args, **kwargs)
+        self.fields["due_on"].widget.attrs["min"] = f"{timezone.localdate():%Y-%m-%d}"
         self.fields["product"].queryset = products  # type: ignore[attr-defined]
         self.fields["site"].queryset = sites  # type: ignore[attr-defined]
         self.fields["product"].label_from_instance = (  # type: ignore[attr-defined]

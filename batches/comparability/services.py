@@ -16,7 +16,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from batches.choices import (
@@ -544,7 +545,8 @@ def check_schedule(
     reason: str,
 ) -> ComparabilityCheck:
     """Schedule a site's comparability check against the product's reference site. One open
-    check per product and site (409 `check_open`); never at the reference site itself."""
+    check per product and site (409 `check_open`); never at the reference site itself; a person
+    gives today or a later due date (400 `due_in_past`)."""
     if actor is not None:
         _require_quality(actor, "schedules comparability checks")
     reason = require_reason(reason)
@@ -556,6 +558,13 @@ def check_schedule(
         )
     if not isinstance(due_on, dt.date):
         raise ApplicationError("Give the due date.", code="invalid_date")
+    if actor is not None and due_on < timezone.localdate():
+        # The yearly schedule (actor None) may find a check already late; a person may not
+        # schedule one late.
+        raise ApplicationError(
+            f"The due date {due_on:%d %b %Y} has passed: give today or a later date.",
+            code="due_in_past",
+        )
     with transaction.atomic(), audit_context(reason=reason, user=actor):
         if ComparabilityCheck.objects.filter(
             product=product, site=site, status__in=CHECK_OPEN
@@ -610,10 +619,10 @@ def checks_schedule_due(*, today: dt.date | None = None) -> int:
         )
     )
     last = {
-        (pid, sid): reviewed
-        for pid, sid, reviewed in ComparabilityCheck.objects.filter(
-            status=CheckStatus.REVIEWED
-        ).values_list("product_id", "site_id", "reviewed_at")
+        (row["product_id"], row["site_id"]): row["last"]
+        for row in ComparabilityCheck.objects.filter(status=CheckStatus.REVIEWED)
+        .values("product_id", "site_id")
+        .annotate(last=Max("reviewed_at"))
     }
     made = 0
     for link in links:
@@ -634,6 +643,56 @@ def checks_schedule_due(*, today: dt.date | None = None) -> int:
             continue
         made += 1
     return made
+
+
+def checks_overdue_remind(*, today: dt.date | None = None) -> int:
+    """Tell Control Site QA and the site's leads, once, that a comparability check has passed
+    its due date (SO-09), with a link to the check; each reminder is an audit event. Returns
+    how many checks were reminded of. Run daily by Celery beat, after the yearly schedule."""
+    from controlsite.accounts.roles import Role
+    from controlsite.accounts.selectors import users_holding
+    from controlsite.notifications.services import notify
+    from sites.selectors import site_leads
+
+    today = today or timezone.localdate()
+    due = ComparabilityCheck.objects.filter(
+        status__in=CHECK_OPEN, due_on__lt=today, overdue_notified_on=None
+    ).values_list("pk", flat=True)
+    reminded = 0
+    for pk in list(due):
+        with transaction.atomic(), audit_context(reason="comparability check overdue"):
+            check = (
+                ComparabilityCheck.objects.select_for_update(of=("self",))
+                .select_related("product", "site")
+                .get(pk=pk)
+            )
+            if check.overdue_notified_on is not None or not check.is_overdue(today):
+                continue  # told by a run meanwhile, or recorded and reviewed since
+            check.overdue_notified_on = today
+            check.save(update_fields=["overdue_notified_on", "updated_at"])
+            late = (today - check.due_on).days
+            audit_event_record(
+                event_type=ComparabilityEvent.CHECK_OVERDUE,
+                target=check,
+                as_system=True,
+                site_code=check.site.code,
+                extra={"product": check.product.code, "due_on": check.due_on, "days_late": late},
+            )
+            notify(
+                recipients=[*users_holding(Role.CONTROL_SITE_QA), *site_leads(check.site)],
+                subject=f"Comparability check of {check.site.code} for {check.product.code} "
+                f"overdue since {check.due_on:%d %b %Y}",
+                body=(
+                    f"The yearly comparability check of {check.site.code} against the reference "
+                    f"site for {check.product.name} was due on {check.due_on:%d %B %Y}. Split "
+                    "starting material between the two sites, record the paired results and "
+                    "have QA review them."
+                ),
+                link=reverse("batches:comparability-check", args=[check.pk]),
+                severity="warn",
+            )
+            reminded += 1
+    return reminded
 
 
 @dataclasses.dataclass(frozen=True)

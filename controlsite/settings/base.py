@@ -343,7 +343,7 @@ CELERY_BEAT_SCHEDULE: dict[str, Any] = {
         "schedule": 60.0,
     },
     # Comparability across sites (issue 8): every product against its reference limits, and
-    # each active manufacturing site's yearly check scheduled.
+    # each active manufacturing site's yearly check scheduled (and reminders of overdue ones).
     "batches-comparability-sweep": {
         "task": "batches.comparability_sweep",
         "schedule": 6 * 3600.0,

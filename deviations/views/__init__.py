@@ -311,6 +311,23 @@ def deviation_detail(request: HttpRequest, number: str) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def deviation_of_signal(request: HttpRequest, signal_id: int) -> HttpResponse:
+    """The deviation a comparability signal opened (issue 8 §5): the comparability pages link
+    here by the signal's id, as batches never imports deviations (design §2). 404 until the
+    signal's deviation is open, or when the person may not see it."""
+    deviation = (
+        selectors.deviations_visible_to(request_user(request))
+        .filter(comparability_signal_id=signal_id)
+        .only("number")
+        .first()
+    )
+    if deviation is None:
+        raise Http404("No deviation you may see was opened for this signal.")
+    return redirect("deviations:detail", number=deviation.number)
+
+
+@login_required
 @require_POST
 def confirm_class(request: HttpRequest, number: str) -> HttpResponse:
     deviation = _deviation_or_404(request, number)

@@ -863,6 +863,53 @@ class PdfRenderer(renderers.BaseRenderer):
         return renderers.JSONRenderer().render(data)
 
 
+def _download_schema(noun: str) -> dict[str, Any]:
+    """The OpenAPI description of a PDF job's download (the export's, the annual report's)."""
+    return {
+        "summary": "Download the PDF",
+        "description": "The PDF/A file, streamed. Its SHA-256 is in the `X-Content-SHA256` "
+        f"header (hex) and `Repr-Digest` (RFC 9530) as well as in the {noun}'s `sha256`. Every "
+        f"download is an audit event. 409 `{noun}_not_ready` until the {noun} is done, and 409 "
+        f"`{noun}_file_mismatch` if the stored file no longer matches its SHA-256.",
+        "responses": {
+            (200, "application/pdf"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="The PDF/A file."
+            ),
+            (409, "application/problem+json"): _PROBLEM,
+        },
+        "parameters": [
+            OpenApiParameter(
+                name="X-Content-SHA256",
+                location=OpenApiParameter.HEADER,
+                type=str,
+                response=[200],
+                description="SHA-256 of the file, hex.",
+            ),
+            OpenApiParameter(
+                name="Repr-Digest",
+                location=OpenApiParameter.HEADER,
+                type=str,
+                response=[200],
+                description="`sha-256=:<base64>:` (RFC 9530).",
+            ),
+        ],
+    }
+
+
+def _pdf_file(row: Any) -> FileResponse:
+    """A PDF job's stored file, streamed with its SHA-256 (hex, and RFC 9530) and not cached."""
+    response = FileResponse(
+        row.file.open("rb"),
+        as_attachment=True,
+        filename=row.filename,
+        content_type="application/pdf",
+    )
+    response["X-Content-SHA256"] = row.sha256
+    response["Repr-Digest"] = f"sha-256=:{base64.b64encode(bytes.fromhex(row.sha256)).decode()}:"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 def _export_accepted(request: Request, export: MasterFileExport) -> Response:
     fresh = (
         MasterFileExport.objects.select_related("version__master_file__product", "requested_by")
@@ -897,35 +944,7 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSe
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().retrieve(request, *args, **kwargs)
 
-    @extend_schema(
-        summary="Download the PDF",
-        description="The PDF/A file, streamed. Its SHA-256 is in the `X-Content-SHA256` header "
-        "(hex) and `Repr-Digest` (RFC 9530) as well as in the export's `sha256`. Every download "
-        "is an audit event. 409 `export_not_ready` until the export is done, and 409 "
-        "`export_file_mismatch` if the stored file no longer matches its SHA-256.",
-        responses={
-            (200, "application/pdf"): OpenApiResponse(
-                response=OpenApiTypes.BINARY, description="The PDF/A file."
-            ),
-            (409, "application/problem+json"): _PROBLEM,
-        },
-        parameters=[
-            OpenApiParameter(
-                name="X-Content-SHA256",
-                location=OpenApiParameter.HEADER,
-                type=str,
-                response=[200],
-                description="SHA-256 of the file, hex.",
-            ),
-            OpenApiParameter(
-                name="Repr-Digest",
-                location=OpenApiParameter.HEADER,
-                type=str,
-                response=[200],
-                description="`sha-256=:<base64>:` (RFC 9530).",
-            ),
-        ],
-    )
+    @extend_schema(**_download_schema("export"))
     @action(
         detail=True,
         methods=["get"],
@@ -935,16 +954,7 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSe
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         export = self.get_object()
         export_service.export_download_record(actor=_actor(request), export=export)
-        response = FileResponse(
-            export.file.open("rb"),
-            as_attachment=True,
-            filename=export.filename,
-            content_type="application/pdf",
-        )
-        response["X-Content-SHA256"] = export.sha256
-        response["Repr-Digest"] = f"sha-256=:{_base64(export.sha256)}:"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return _pdf_file(export)
 
     @extend_schema(
         summary="Retry a failed export",
@@ -960,10 +970,6 @@ class ExportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, BaseViewSe
         export = self.get_object()
         retried = export_service.export_retry(actor=_actor(request), export=export)
         return _export_accepted(request, retried)
-
-
-def _base64(hex_digest: str) -> str:
-    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
 
 
 #
@@ -1045,35 +1051,7 @@ class AnnualReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Base
         code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return _report_response(request, report, code)
 
-    @extend_schema(
-        summary="Download the PDF",
-        description="The PDF/A file, streamed. Its SHA-256 is in the `X-Content-SHA256` header "
-        "(hex) and `Repr-Digest` (RFC 9530) as well as in the report's `sha256`. Every download "
-        "is an audit event. 409 `report_not_ready` until the report is done, and 409 "
-        "`report_file_mismatch` if the stored file no longer matches its SHA-256.",
-        responses={
-            (200, "application/pdf"): OpenApiResponse(
-                response=OpenApiTypes.BINARY, description="The PDF/A file."
-            ),
-            (409, "application/problem+json"): _PROBLEM,
-        },
-        parameters=[
-            OpenApiParameter(
-                name="X-Content-SHA256",
-                location=OpenApiParameter.HEADER,
-                type=str,
-                response=[200],
-                description="SHA-256 of the file, hex.",
-            ),
-            OpenApiParameter(
-                name="Repr-Digest",
-                location=OpenApiParameter.HEADER,
-                type=str,
-                response=[200],
-                description="`sha-256=:<base64>:` (RFC 9530).",
-            ),
-        ],
-    )
+    @extend_schema(**_download_schema("report"))
     @action(
         detail=True,
         methods=["get"],
@@ -1083,16 +1061,7 @@ class AnnualReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Base
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         report = self.get_object()
         annual.annual_report_download_record(actor=_actor(request), report=report)
-        response = FileResponse(
-            report.file.open("rb"),
-            as_attachment=True,
-            filename=report.filename,
-            content_type="application/pdf",
-        )
-        response["X-Content-SHA256"] = report.sha256
-        response["Repr-Digest"] = f"sha-256=:{_base64(report.sha256)}:"
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return _pdf_file(report)
 
     @extend_schema(
         summary="Retry a failed report",

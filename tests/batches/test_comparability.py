@@ -9,12 +9,14 @@ import statistics
 from collections.abc import Sequence
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from batches import services as batch_services
 from batches.choices import CheckStatus, ComparabilitySignalKind, LimitBasis, LimitStatus
 from batches.comparability import selectors, services
 from batches.comparability.services import PairEntry
+from batches.events import ComparabilityEvent
 from batches.models import (
     Batch,
     CheckPair,
@@ -26,6 +28,7 @@ from batches.models import (
 from batches.stats import Verdict
 from controlsite.audit.models import AuditEvent
 from controlsite.errors import ApplicationError, ConflictError
+from controlsite.notifications.models import Notification
 from controlsite.signatures.services import signature_is_valid
 from deviations import services as deviation_services
 from deviations.models import Deviation
@@ -277,6 +280,24 @@ def test_a_failed_check_opens_one_deviation(plant: Plant) -> None:
     assert Deviation.objects.filter(comparability_signal__kind="annual_check").count() == 1
 
 
+def test_an_overdue_check_is_reminded_once_to_qa_and_the_site_lead(plant: Plant) -> None:
+    """SO-09: the day after the due date QA and the site's leads get one notice linking to the
+    check, and an audit event records it; the next days send nothing more."""
+    check = scheduled(plant)
+    assert services.checks_overdue_remind(today=check.due_on) == 0  # due today: not late
+    late = check.due_on + dt.timedelta(days=1)
+    assert services.checks_overdue_remind(today=late) == 1
+    assert services.checks_overdue_remind(today=late + dt.timedelta(days=1)) == 0
+    check.refresh_from_db()
+    assert check.overdue_notified_on == late
+    notices = Notification.objects.filter(subject__startswith="Comparability check of MAN2")
+    assert {n.recipient_id for n in notices} == {plant.qa.pk, plant.lead.pk}
+    assert {n.link for n in notices} == {reverse("batches:comparability-check", args=[check.pk])}
+    event = AuditEvent.objects.get(event_type=ComparabilityEvent.CHECK_OVERDUE)
+    assert (event.extra_data["days_late"], event.site_code) == (1, "MAN2")
+    assert check.history.first().history_change_reason == "comparability check overdue"
+
+
 @pytest.mark.parametrize(
     "entries",
     [
@@ -307,6 +328,31 @@ def test_checks_are_scheduled_yearly_for_active_manufacturing_sites(plant: Plant
     check = ComparabilityCheck.objects.get()
     assert check.site == plant.spoke  # never the reference site
     assert check.due_on == timezone.localdate() + dt.timedelta(days=365)
+
+
+def test_a_person_cannot_schedule_a_check_already_late(plant: Plant) -> None:
+    """A due date before today is refused (400) and nothing is written; the yearly schedule
+    alone may find a check already late."""
+    events = AuditEvent.objects.count()
+    with pytest.raises(ApplicationError) as refused:
+        services.check_schedule(
+            actor=plant.qa,
+            product=plant.product,
+            site=plant.spoke,
+            due_on=timezone.localdate() - dt.timedelta(days=1),
+            reason="late",
+        )
+    assert (refused.value.status_code, refused.value.code) == (400, "due_in_past")
+    assert not ComparabilityCheck.objects.exists()
+    assert AuditEvent.objects.count() == events
+    today = services.check_schedule(
+        actor=plant.qa,
+        product=plant.product,
+        site=plant.spoke,
+        due_on=timezone.localdate(),
+        reason="due today",
+    )
+    assert today.due_on == timezone.localdate()
 
 
 def test_only_qa_approves_limits(plant: Plant) -> None:

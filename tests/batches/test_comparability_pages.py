@@ -35,6 +35,7 @@ from batches.stats import Verdict
 from controlsite.accounts.models import User
 from controlsite.audit.models import AuditEvent
 from controlsite.signatures.models import ElectronicSignature
+from deviations.models import Deviation
 from masterfile import services as masterfile_services
 from masterfile.choices import ProductSiteRole
 from sites import services as site_services
@@ -427,8 +428,8 @@ def test_the_product_page_shows_the_limits_each_site_and_the_forest_plot(persona
 def test_the_overview_counts_verdicts_and_flags_overdue_checks(persona):
     plant = _plant(persona)
     _drifting(persona)
-    services.check_schedule(
-        actor=plant.qa,
+    services.check_schedule(  # the yearly schedule finding the check already late
+        actor=None,
         product=plant.product,
         site=plant.spoke,
         due_on=timezone.localdate() - dt.timedelta(days=3),
@@ -468,10 +469,25 @@ def test_the_site_page_draws_the_chart_with_its_flagged_points_and_signals(perso
     signals = response.context["signals"]
     assert sorted(r.signal.kind for r in signals) == ["equivalence", "run_rule"]
     assert "Pending" in text_of(response)
+    pending = _qa(persona).get(reverse("deviations:of-signal", args=[signals[0].signal.pk]))
+    assert pending.status_code == 404  # no deviation yet
     deviation_services.signals_process()
     after = _qa(persona).get(url)
     assert "Pending" not in text_of(after) and "Opened" in text_of(after)
-    assert f"{reverse('deviations:index')}?site=MAN2" in after.content.decode()
+    # Each signal links to the deviation it opened (issue 8 §5).
+    for row in signals:
+        link = reverse("deviations:of-signal", args=[row.signal.pk])
+        assert link in after.content.decode()
+        opened = Deviation.objects.get(comparability_signal=row.signal)
+        followed = _qa(persona).get(link)
+        assert followed.status_code == 302
+        assert followed["Location"] == reverse("deviations:detail", args=[opened.number])
+    # Someone who may not see MAN2 does not learn the deviation exists.
+    elsewhere = make_persona("operator", username="elsewhere")
+    hidden = login(Client(), elsewhere).get(
+        reverse("deviations:of-signal", args=[signals[0].signal.pk])
+    )
+    assert hidden.status_code == 404
 
 
 def test_the_chart_downloads_as_a_standalone_svg(persona):

@@ -350,7 +350,7 @@ def run_master_file_export(
     from django.utils import timezone
 
     from controlsite.audit.context import audit_context
-    from masterfile import exports, pdf
+    from masterfile import pdf, pdfjobs
     from masterfile.models import MasterFileExport
 
     started = time.perf_counter()
@@ -360,7 +360,7 @@ def run_master_file_export(
     def queued() -> MasterFileExport:
         with audit_context(reason="bench"):
             return MasterFileExport.objects.create(
-                version=version, requested_by=qa, stage=exports.STAGE_QUEUED, created_by=qa
+                version=version, requested_by=qa, stage=pdfjobs.STAGE_QUEUED, created_by=qa
             )
 
     # The HTML and audit trail WeasyPrint gets on its own: exactly what export_run builds.

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.db import transaction
 
+from controlsite.audit.context import AuditContext, audit_context, current
 from controlsite.background.models import WorkerHeartbeat
 from controlsite.background.tasks import RegulatedTask, enqueue_on_commit
 from controlsite.tasks import health_ping
@@ -53,6 +54,16 @@ def test_an_enqueue_inside_a_rolled_back_transaction_never_runs(django_capture_o
             pass
     assert callbacks == []
     assert not WorkerHeartbeat.objects.filter(token=token).exists()
+
+
+@pytest.mark.django_db
+def test_a_task_run_in_process_leaves_its_callers_audit_context_as_it_was():
+    """AT-02: an eager task starts from an empty context and, when it ends, the caller's
+    context (who, why) is the one the caller's later audit rows copy."""
+    with audit_context(reason="caller's reason", origin="web") as before:
+        health_ping.apply(args=(uuid.uuid4().hex,))
+        assert current() == before
+    assert current() == AuditContext()
 
 
 @pytest.mark.celery_worker

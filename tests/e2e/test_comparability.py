@@ -90,8 +90,7 @@ def test_qa_sees_the_drifting_site_its_chart_and_its_deviation(
     page.screenshot(path=artifacts / "e2e-comparability-chart.png", full_page=True)
 
     # The signal opened a deviation: follow it there.
-    page.get_by_role("link", name="in the deviations of MAN2").first.click()
-    page.get_by_role("link", name=deviation.number).click()
+    page.locator(f"#signal-{run_rule.pk}").get_by_role("link", name="Open the deviation").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(deviation.number)
     expect(page.locator("body")).to_contain_text("comparability")
     page.screenshot(path=artifacts / "e2e-comparability-deviation.png", full_page=True)

@@ -91,7 +91,7 @@ def run(report: AnnualReport, monkeypatch: Any, *, fail: bool = False) -> Annual
     def render(_report: AnnualReport) -> Any:
         if fail:
             raise ValueError("the layout engine ran out of paper")
-        return annual._Made(FAKE_PDF, 1, timezone.now(), False)
+        return annual.made(FAKE_PDF, 1, as_at=timezone.now(), whole_year=False)
 
     monkeypatch.setattr(annual, "_render", render)
     annual.annual_report_run(report.pk)
