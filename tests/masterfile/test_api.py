@@ -30,7 +30,7 @@ from controlsite.api.models import TokenScope
 from controlsite.api.tokens import api_token_create
 from controlsite.audit.models import AuditEvent
 from controlsite.signatures.models import ElectronicSignature
-from masterfile import exports, services
+from masterfile import exports, pdfjobs, services
 from masterfile.choices import (
     SECTION_BODY_MAX,
     ApprovalCapacity,
@@ -141,10 +141,10 @@ def media(settings: Any, tmp_path: Path) -> Path:
 def run_export(export: MasterFileExport, monkeypatch: Any, *, fail: bool = False) -> None:
     """Run the real task body with the rendering step stubbed: a tiny file, or a failure."""
 
-    def render(_export: MasterFileExport) -> tuple[bytes, int]:
+    def render(_export: MasterFileExport) -> pdfjobs.Made:
         if fail:
             raise ValueError("the layout engine ran out of paper")
-        return FAKE_PDF, 1
+        return pdfjobs.Made(FAKE_PDF, 1)
 
     monkeypatch.setattr(exports, "_render", render)
     exports.export_run(export.pk)
